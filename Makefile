@@ -1,0 +1,55 @@
+# rfbackup: the runbook's make targets, backed by the rfbackup CLI.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+RFBACKUP := $(VENV)/bin/rfbackup
+STAMP := $(VENV)/.bootstrapped
+
+.PHONY: help setup demo test lint unit db-backup db-backup-prod db-backup-list db-restore \
+        db-backup-retention bench
+
+help:
+	@echo "make demo       backup -> list -> restore -> compare on a throwaway PostgreSQL"
+	@echo "make test       lint, type-check and run the whole test suite"
+	@echo "make db-backup | db-backup-prod | db-backup-list | db-backup-retention"
+	@echo "make db-restore BACKUP_FILE=backups/backup_YYYYMMDD_HHMMSS.sql.gz"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock scripts/bootstrap.sh
+	@scripts/bootstrap.sh
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/python -m rfbackup.sandbox.demo
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: lint unit
+
+db-backup: setup
+	$(RFBACKUP) backup postgres
+
+db-backup-prod: setup
+	$(RFBACKUP) backup postgres --env production
+
+db-backup-list: setup
+	$(RFBACKUP) list
+
+db-restore: setup
+	@if [ -z "$(BACKUP_FILE)" ]; then echo "usage: make db-restore BACKUP_FILE=backups/backup_YYYYMMDD_HHMMSS.sql.gz" >&2; exit 2; fi
+	$(RFBACKUP) restore "$(BACKUP_FILE)"
+
+db-backup-retention: setup
+	$(RFBACKUP) prune
+
+bench: setup
+	$(VENV)/bin/python benchmarks/postgres_backup.py $(BENCH_ARGS)

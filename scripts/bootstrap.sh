@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up everything rfbackup needs on a fresh Debian machine: system tools, uv, the venv.
+# Safe to re-run; does nothing that is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
+[ -x "${RFBACKUP_PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || need_apt+=(postgresql)
+command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: missing system packages: ${need_apt[*]} (install them as root)" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing ${need_apt[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "bootstrap: installing uv" >&2
+    python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+uv sync --locked --quiet

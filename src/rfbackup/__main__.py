@@ -1,0 +1,3 @@
+from rfbackup.cli import main
+
+main()

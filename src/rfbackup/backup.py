@@ -1,0 +1,146 @@
+"""Taking a PostgreSQL logical backup, all or nothing.
+
+    lock -> pg_dump (snapshot) -> compress -> sha256 -> repository -> roles -> manifest LAST
+
+Any failure (pg_dump exit, broken stream, full disk, SIGINT/SIGTERM) aborts the writes, so
+no data file and no manifest remain. A crash (kill -9) can leave only a hidden partial file,
+which is never listed as a backup and is removed by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import deflate
+
+from rfbackup import __version__
+from rfbackup.config import PostgresTarget, Settings
+from rfbackup.errors import ConfigError
+from rfbackup.locks import exclusive, lock_path
+from rfbackup.logs import log
+from rfbackup.manifest import Manifest, StoredFile
+from rfbackup.naming import BackupName
+from rfbackup.pipeline import HashingSink, compressor
+from rfbackup.progress import Reporter, human_bytes
+from rfbackup.sources.postgres import roles
+from rfbackup.sources.postgres.dump import PostgresDump
+from rfbackup.storage import Repository, open_repository, put_bytes
+from rfbackup.storage.local import LocalRepository
+
+COMPONENT = "postgres"
+
+
+def repository_lock(repo: Repository, component: str = COMPONENT) -> tuple[str, Path]:
+    """What the lock guards (for the "already running" message) and the lock file."""
+    root = repo.root if isinstance(repo, LocalRepository) else None
+    path = lock_path(repo.url, component, root)
+    return f"a {component} backup to {repo.url}", path
+
+
+def backup_postgres(
+    settings: Settings, dump_format: str = "plain", compression: str | None = None
+) -> Manifest:
+    policy = settings.postgres
+    compression = compression or policy.compression
+    level = policy.gzip_level if compression == "gzip" else policy.zstd_level
+    target = settings.postgres_target()
+    if not target.dbname:
+        raise ConfigError("no database to back up: set PGDATABASE or DATABASE_URL")
+    repo = open_repository(settings.primary_repository)
+    what, path = repository_lock(repo)
+    with exclusive(path, what):
+        _remove_abandoned(repo)
+        name = _unused_name(repo, settings, dump_format, compression)
+        return _run(settings, repo, name, dump_format, compression, level)
+
+
+def _unused_name(repo: Repository, settings: Settings, fmt: str, compression: str) -> BackupName:
+    """Names have one-second resolution: wait for the next second rather than overwrite."""
+    while True:
+        name = BackupName.new(settings.env, fmt, compression, datetime.now(UTC))
+        if all(repo.stat(k) is None for k in (name.key, name.manifest_key, name.roles_key)):
+            return name
+        time.sleep(0.2)
+
+
+def _remove_abandoned(repo: Repository) -> None:
+    for obj in repo.list(include_partial=True):
+        if obj.partial and BackupName.parse(obj.key):
+            log.warning("removing %s left by an interrupted run", repo.describe(obj.key))
+            repo.discard_partial(obj.key)
+
+
+def _run(
+    settings: Settings, repo: Repository, name: BackupName, fmt: str, compression: str,
+    level: int,
+) -> Manifest:
+    target = settings.postgres_target()
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    log.info("backup %s of %s started (%s, %s level %d)", name.key, target.display, fmt,
+             compression, level)
+    committed: list[str] = []
+    try:
+        with PostgresDump(target, fmt) as dump:
+            writer = repo.writer(name.key)
+            sink = HashingSink(writer)
+            comp = compressor(compression, sink, level, settings.postgres.compression_threads)
+            try:
+                with Reporter(f"dumping {dump.info.database['name']}", dump.size_estimate) as p:
+                    for chunk in dump.chunks():
+                        comp.write(chunk)
+                        p.advance(len(chunk))
+                comp.finish()
+                info = dump.finish()
+                writer.commit()
+            except BaseException:
+                comp.abort()
+                writer.abort()
+                raise
+            committed.append(name.key)
+        roles_record = _store_roles(repo, name, target, info.database["name"], committed)
+        finished = datetime.now(UTC)
+        manifest = Manifest(
+            name=name.key,
+            component=COMPONENT,
+            environment=settings.env.value,
+            tool_version=__version__,
+            started_at=started.isoformat(),
+            finished_at=finished.isoformat(),
+            duration_seconds=round(time.monotonic() - t0, 3),
+            compression=compression,
+            compression_level=level,
+            data=StoredFile(name.key, sink.sha256, sink.size, comp.raw_bytes),
+            database=info.database,
+            dump={"format": fmt, "pg_dump_version": info.pg_dump_version,
+                  "snapshot": info.snapshot},
+            row_counts=info.row_counts,
+            roles=roles_record,
+        )
+        put_bytes(repo, name.manifest_key, manifest.to_json())  # the commit point
+    except BaseException:
+        repo.delete(committed)
+        raise
+    log.info(
+        "backup %s done: %s raw -> %s stored in %.1f s, %d tables, sha256 %s",
+        name.key, human_bytes(comp.raw_bytes), human_bytes(sink.size),
+        manifest.duration_seconds, len(info.row_counts), sink.sha256[:16],
+    )
+    return manifest
+
+
+def _store_roles(
+    repo: Repository, name: BackupName, target: PostgresTarget, dbname: str, committed: list[str]
+) -> dict[str, object]:
+    script, reason = roles.capture(target, dbname)
+    if script is None:
+        log.warning("roles not captured (%s); restore onto a new server needs them created", reason)
+        return {"captured": False, "reason": reason}
+    data = deflate.gzip_compress(script, 6)
+    put_bytes(repo, name.roles_key, data)
+    committed.append(name.roles_key)
+    return {"captured": True, "key": name.roles_key, "sha256": hashlib.sha256(data).hexdigest(),
+            "stored_bytes": len(data)}

@@ -1,0 +1,124 @@
+"""Finding and listing backups. The repository listing is the catalog: no database of its own.
+
+Every data object is paired with its manifest. What is found gets a status:
+
+``ok``            data and manifest present, sizes agree
+``damaged``       the data's size differs from its manifest
+``missing-data``  a manifest whose data object is gone
+``bad-manifest``  a manifest that cannot be read
+``no-manifest``   a file we did not write (e.g. the old shell scripts' backups)
+``in-progress``   a write still running (its lock is held)
+``abandoned``     a partial write left by a crash; never a backup, removed by the next run
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from rfbackup.errors import NotFound
+from rfbackup.locks import is_locked
+from rfbackup.manifest import Manifest
+from rfbackup.naming import MANIFEST_SUFFIX, BackupName, is_sidecar
+from rfbackup.storage import Repository, read_bytes
+
+OK = "ok"
+
+
+@dataclass
+class Entry:
+    name: str
+    component: str
+    environment: str | None
+    created_at: datetime
+    size_bytes: int
+    status: str
+    manifest: Manifest | None = None
+    problem: str = ""
+
+    @property
+    def sha256(self) -> str | None:
+        return self.manifest.sha256 if self.manifest else None
+
+    @property
+    def good(self) -> bool:
+        return self.status == OK
+
+    def to_dict(self) -> dict[str, object]:
+        m = self.manifest
+        return {
+            "name": self.name,
+            "component": self.component,
+            "environment": self.environment,
+            "created_at": self.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "status": self.status,
+            "problem": self.problem or None,
+            "database": m.database.get("name") if m else None,
+            "duration_seconds": m.duration_seconds if m else None,
+            "raw_bytes": m.data.raw_bytes if m else None,
+        }
+
+
+def scan(repo: Repository, lock_file: Path | None = None) -> list[Entry]:
+    """Every backup-like thing in the repository, newest first."""
+    objects = list(repo.list(include_partial=True))
+    committed = {o.key: o for o in objects if not o.partial}
+    entries: list[Entry] = []
+    for obj in objects:
+        key = obj.key
+        parsed = BackupName.parse(key)
+        env = parsed.env.value if parsed else None
+        created = parsed.stamp if parsed else obj.modified
+        if obj.partial:
+            running = lock_file is not None and is_locked(lock_file)
+            status = "in-progress" if running else "abandoned"
+            entries.append(Entry(key, "postgres" if parsed else "unknown", env, created,
+                                 obj.size, status))
+            continue
+        if key.endswith(MANIFEST_SUFFIX):
+            data_key = key[: -len(MANIFEST_SUFFIX)]
+            if data_key not in committed:
+                entry = _from_manifest(repo, key, data_key, None)
+                entries.append(entry)
+            continue
+        if is_sidecar(key):
+            continue
+        manifest_key = key + MANIFEST_SUFFIX
+        if manifest_key in committed:
+            entries.append(_from_manifest(repo, manifest_key, key, obj.size))
+        else:
+            component = "postgres" if parsed else "unknown"
+            entries.append(Entry(key, component, env, created, obj.size, "no-manifest",
+                                 problem="no manifest: not written by rfbackup, unverified"))
+    entries.sort(key=lambda e: (e.created_at, e.name), reverse=True)
+    return entries
+
+
+def _from_manifest(repo: Repository, manifest_key: str, data_key: str, size: int | None) -> Entry:
+    parsed = BackupName.parse(data_key)
+    created = parsed.stamp if parsed else datetime.min
+    try:
+        m = Manifest.from_json(read_bytes(repo, manifest_key), repo.describe(manifest_key))
+    except Exception as exc:
+        return Entry(data_key, "unknown", None, created, size or 0, "bad-manifest",
+                     problem=str(exc))
+    created = datetime.fromisoformat(m.started_at)
+    if size is None:
+        return Entry(data_key, m.component, m.environment, created, 0, "missing-data", m,
+                     problem="the manifest's data file is missing")
+    if size != m.data.stored_bytes:
+        return Entry(data_key, m.component, m.environment, created, size, "damaged", m,
+                     problem=f"size {size} differs from the manifest's {m.data.stored_bytes}")
+    return Entry(data_key, m.component, m.environment, created, size, OK, m)
+
+
+def find(repo: Repository, name: str, lock_file: Path | None = None) -> Entry:
+    """Look a backup up by key, file name or path inside the repository."""
+    wanted = name.rsplit("/", 1)[-1]
+    for entry in scan(repo, lock_file):
+        if entry.name == name or entry.name.rsplit("/", 1)[-1] == wanted:
+            return entry
+    raise NotFound(f"no backup named {name!r} in {repo.url}")

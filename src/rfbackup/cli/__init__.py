@@ -1,0 +1,203 @@
+"""The ``rfbackup`` command. Each command parses, calls one service function, and renders."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from rfbackup import __version__
+from rfbackup.cli import backup as backup_cmd
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+from rfbackup.errors import Aborted, Interrupted, RfBackupError
+
+app = typer.Typer(
+    help="Backups and disaster recovery for ResearchFlow.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(backup_cmd.app, name="backup")
+schedule_app = typer.Typer(help="Scheduling helpers.", no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rfbackup {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    pass
+
+
+@app.command("list")
+def list_backups(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+    """List backups, newest first, with their status.
+
+    Files without a manifest (e.g. made by the old scripts) are shown as no-manifest.
+    """
+    from rfbackup import catalog
+    from rfbackup.backup import repository_lock
+    from rfbackup.cli.listing import table
+    from rfbackup.storage import open_repository
+
+    s = settings(env, repo)
+    repository = open_repository(s.primary_repository)
+    entries = catalog.scan(repository, repository_lock(repository)[1])
+    if as_json:
+        print_json([e.to_dict() for e in entries])
+    elif not entries:
+        typer.echo(f"no backups in {repository.url}", err=True)
+    else:
+        table(entries)
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[str, typer.Argument(help="A backup file path, or a backup name.")],
+    target_db: Annotated[
+        str | None,
+        typer.Option("--target-db", help="Restore into this NEW database beside the current "
+                     "one, without swapping.", show_default=False),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="pg_restore jobs for custom-format backups.",
+                     show_default=False),
+    ] = None,
+    allow_unverified: Annotated[
+        bool,
+        typer.Option("--allow-unverified", help="Restore a file that has no manifest "
+                     "(after a full decompression test; row counts cannot be checked)."),
+    ] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a PostgreSQL backup: verify, load into a new database, check, swap.
+
+    The sha256 is checked before any database is touched. The current database is replaced
+    only after the restored one matches the manifest's row counts, and is kept under a
+    dated name (DB_pre_restore_YYYYMMDD_HHMMSS).
+    """
+    from rfbackup.restore import restore_postgres
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
+        return typer.confirm(question, default=False, err=True)
+
+    result = restore_postgres(
+        settings(env, repo), backup_file, target_db=target_db, confirm=confirm,
+        allow_unverified=allow_unverified, jobs=jobs,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        kept = result["previous_kept_as"]
+        typer.echo(
+            f"restored {result['backup']} into {result['database']} "
+            f"({result['tables']} tables, {result['rows']} rows, row counts verified)"
+            + (f"; previous database kept as {kept}" if kept else "")
+        )
+
+
+@app.command()
+def prune(
+    keep_days: Annotated[
+        int | None, typer.Option("--keep-days", min=0, help="Delete backups older than this "
+                                 "[default: 30 for postgres]", show_default=False)
+    ] = None,
+    keep_min: Annotated[
+        int | None, typer.Option("--keep-min", min=0, help="Always keep this many newest good "
+                                 "backups [default: 3]", show_default=False)
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go, and why.")] = False,
+    include_unmanaged: Annotated[
+        bool, typer.Option("--include-unmanaged", help="Also age out files without a manifest.")
+    ] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old backups (retention). Never touches a backup still being written."""
+    from rfbackup.prune import prune as run_prune
+
+    s = settings(env, repo)
+    decisions = run_prune(s, keep_days=keep_days, keep_min=keep_min, dry_run=dry_run,
+                          include_unmanaged=include_unmanaged)
+    if as_json:
+        print_json({"dry_run": dry_run, "decisions": [d.to_dict() for d in decisions]})
+        return
+    from rfbackup.cli.listing import table
+
+    verb = "would delete" if dry_run else "deleted"
+    table([d.entry for d in decisions],
+          {d.entry.name: f"{verb if d.delete else 'keep'}: {d.reason}" for d in decisions})
+    gone = sum(d.delete for d in decisions)
+    typer.echo(f"{gone} {'would be ' if dry_run else ''}deleted, {len(decisions) - gone} kept",
+               err=True)
+
+
+@schedule_app.command("crontab")
+def crontab(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="The checkout cron should cd into "
+                                  "[default: current directory]", show_default=False)
+    ] = None,
+) -> None:
+    """Print the runbook's cron lines (daily backup 02:00, weekly retention Sunday 03:00)."""
+    from rfbackup.schedule import crontab_lines
+
+    typer.echo("\n".join(crontab_lines(directory or Path.cwd())))
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        rv = app(args=argv, prog_name="rfbackup", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+        if code == 128 + signal.SIGINT:  # Typer turns KeyboardInterrupt into Exit(130)
+            code = _report(Interrupted(signal.SIGINT))
+    except RfBackupError as exc:
+        code = _report(exc)
+    except KeyboardInterrupt:
+        code = _report(Interrupted(signal.SIGINT))
+    except typer.Abort:
+        code = _report(Aborted("aborted"))
+    except typer.TyperException as exc:  # usage errors: one line, exit 2
+        hint = " (see --help)"
+        print(f"rfbackup: error: {exc.format_message()}{hint}", file=sys.stderr)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code)
+
+
+def _report(exc: RfBackupError) -> int:
+    from rfbackup.logs import log
+
+    if log.handlers:
+        log.error("%s", exc.message)
+    else:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"{stamp} ERROR {exc.message}", file=sys.stderr)
+    return exc.exit_code

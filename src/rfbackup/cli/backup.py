@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+
+app = typer.Typer(help="Take a backup.", no_args_is_help=True)
+
+
+@app.command("postgres")
+def postgres(
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    dump_format: Annotated[
+        str,
+        typer.Option("--format", help="plain: SQL, restorable with gunzip -c | psql. "
+                     "custom: pg_dump's archive, for parallel or selective pg_restore."),
+    ] = "plain",
+    compression: Annotated[
+        str | None,
+        typer.Option("--compression", help="gzip (.gz, default) or zstd (.zst).",
+                     show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Back up the PostgreSQL database named by PGDATABASE / DATABASE_URL.
+
+    Writes backup_YYYYMMDD_HHMMSS.sql.gz (production: backup_prod_...) and its manifest,
+    which is written last: a backup without a manifest never happened.
+    """
+    from rfbackup.backup import backup_postgres
+    from rfbackup.errors import ConfigError
+
+    if dump_format not in ("plain", "custom"):
+        raise ConfigError(f"--format must be plain or custom, not {dump_format!r}")
+    if compression not in (None, "gzip", "zstd"):
+        raise ConfigError(f"--compression must be gzip or zstd, not {compression!r}")
+    fmt: Literal["plain", "custom"] = "custom" if dump_format == "custom" else "plain"
+    manifest = backup_postgres(settings(env, repo), fmt, compression)
+    if as_json:
+        print_json({"name": manifest.name, "status": manifest.status, "sha256": manifest.sha256,
+                    "size_bytes": manifest.size_bytes, "raw_bytes": manifest.data.raw_bytes,
+                    "duration_seconds": manifest.duration_seconds,
+                    "tables": len(manifest.row_counts)})
+    else:
+        typer.echo(manifest.name)

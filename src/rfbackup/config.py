@@ -1,0 +1,207 @@
+"""The one place that reads configuration: ``rfbackup.toml`` plus environment variables.
+
+Precedence, highest first: command-line overrides (passed to :func:`load`), environment
+variables, ``rfbackup.toml`` (or the file named by ``RFBACKUP_CONFIG``), defaults.
+
+The database uses the libpq conventions (``PGHOST`` ... or ``DATABASE_URL``). Secrets are
+held as :class:`pydantic.SecretStr` and only ever leave this module inside a child
+process environment, never in argv, logs or manifests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rfbackup.errors import ConfigError
+
+Compression = Literal["gzip", "zstd"]
+DumpFormat = Literal["plain", "custom"]
+
+
+class Environment(StrEnum):
+    development = "development"
+    staging = "staging"
+    production = "production"
+
+
+class PostgresPolicy(BaseModel):
+    """How PostgreSQL backups are made and kept."""
+
+    compression: Compression = "gzip"
+    gzip_level: int = Field(default=2, ge=0, le=3)  # ISA-L levels: 0 (fastest) .. 3
+    zstd_level: int = Field(default=3, ge=1, le=19)
+    compression_threads: int = Field(default=1, ge=1, le=64)
+    keep_days: int = Field(default=30, ge=0)
+    keep_min: int = Field(default=3, ge=0)
+    restore_jobs: int = Field(default=2, ge=1, le=64)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RFBACKUP_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    env: Environment = Environment.development
+    backup_dir: Path = Path("backups")
+    repository: str | None = None
+    log_file: Path | None = Path("logs/backup.log")
+    postgres: PostgresPolicy = PostgresPolicy()
+
+    # libpq conventions, read without the RFBACKUP_ prefix.
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    pghost: str | None = Field(default=None, validation_alias=AliasChoices("PGHOST", "pghost"))
+    pgport: int | None = Field(default=None, validation_alias=AliasChoices("PGPORT", "pgport"))
+    pguser: str | None = Field(default=None, validation_alias=AliasChoices("PGUSER", "pguser"))
+    pgpassword: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("PGPASSWORD", "pgpassword")
+    )
+    pgdatabase: str | None = Field(
+        default=None, validation_alias=AliasChoices("PGDATABASE", "pgdatabase")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    @property
+    def primary_repository(self) -> str:
+        """The repository URL backups of this environment go to."""
+        return self.repository or str(self.backup_dir)
+
+    def postgres_target(self) -> PostgresTarget:
+        return PostgresTarget.from_settings(self)
+
+
+_LIBPQ_KEYS = ("host", "port", "user", "dbname")
+
+
+@dataclass(frozen=True)
+class PostgresTarget:
+    """Where the database lives. ``password`` never appears in ``repr`` or argv."""
+
+    host: str | None
+    port: int | None
+    user: str | None
+    dbname: str | None
+    password: SecretStr | None
+    extra: tuple[tuple[str, str], ...] = ()  # other libpq keywords from DATABASE_URL (sslmode...)
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> PostgresTarget:
+        if s.database_url is not None:
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                parts = conninfo_to_dict(s.database_url.get_secret_value())
+            except Exception:
+                raise ConfigError("DATABASE_URL is not a valid PostgreSQL URL") from None
+            password = parts.pop("password", None)
+            port = parts.pop("port", None)
+            return cls(
+                host=_str_or_none(parts.pop("host", None)) or s.pghost,
+                port=int(str(port)) if port else s.pgport,
+                user=_str_or_none(parts.pop("user", None)) or s.pguser,
+                dbname=_str_or_none(parts.pop("dbname", None)) or s.pgdatabase,
+                password=SecretStr(str(password)) if password else s.pgpassword,
+                extra=tuple(sorted((k, str(v)) for k, v in parts.items() if v is not None)),
+            )
+        return cls(s.pghost, s.pgport, s.pguser, s.pgdatabase, s.pgpassword)
+
+    def with_dbname(self, dbname: str) -> PostgresTarget:
+        return PostgresTarget(self.host, self.port, self.user, dbname, self.password, self.extra)
+
+    @property
+    def display(self) -> str:
+        host = self.host or "local socket"
+        port = f":{self.port}" if self.port else ""
+        return f"{host}{port}/{self.dbname or '(default database)'}"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect``."""
+        kw: dict[str, Any] = {k: v for k, v in self.extra}
+        for key in _LIBPQ_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                kw[key] = value
+        if self.password is not None:
+            kw["password"] = self.password.get_secret_value()
+        kw.setdefault("connect_timeout", 10)
+        return kw
+
+    def child_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment for pg_dump / psql / pg_restore: libpq variables, secret included.
+
+        The password travels in ``PGPASSWORD`` of the child's environment only, which other
+        users cannot read (``/proc/PID/environ`` is private to the owner).
+        """
+        env = dict(os.environ if base is None else base)
+        for key in list(env):
+            if key.startswith("PG") or key == "DATABASE_URL":
+                if key in ("PGPASSFILE", "PGSSLROOTCERT", "PGSERVICEFILE", "PGSYSCONFDIR"):
+                    continue
+                del env[key]
+        mapping = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+        for key, var in mapping.items():
+            value = getattr(self, key)
+            if value is not None:
+                env[var] = str(value)
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password.get_secret_value()
+        extra_vars = {
+            "sslmode": "PGSSLMODE",
+            "sslrootcert": "PGSSLROOTCERT",
+            "application_name": "PGAPPNAME",
+            "connect_timeout": "PGCONNECT_TIMEOUT",
+            "options": "PGOPTIONS",
+        }
+        for key, value in self.extra:
+            if key in extra_vars:
+                env[extra_vars[key]] = value
+        env.setdefault("PGCONNECT_TIMEOUT", "10")
+        return env
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def load(**overrides: Any) -> Settings:
+    """Read the configuration once. ``overrides`` are command-line values (None = not given)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "configuration"
+        raise ConfigError(f"invalid configuration for {where}: {first['msg']}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file: {exc}") from None
+    except ValueError as exc:  # malformed TOML
+        raise ConfigError(f"cannot parse configuration: {exc}") from None

@@ -1,0 +1,68 @@
+"""The backup record: a JSON sidecar, written atomically and last. No manifest, no backup.
+
+It holds what restore and verification check against (sha256, sizes, exact row counts taken
+in the dump's own snapshot) and never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rfbackup.errors import IntegrityError
+
+FORMAT = "rfbackup-manifest/1"
+STATUS_DONE = "done"
+
+
+@dataclass
+class StoredFile:
+    key: str
+    sha256: str
+    stored_bytes: int
+    raw_bytes: int
+
+
+@dataclass
+class Manifest:
+    name: str
+    component: str
+    environment: str
+    tool_version: str
+    started_at: str
+    finished_at: str
+    duration_seconds: float
+    compression: str
+    compression_level: int
+    data: StoredFile
+    database: dict[str, Any] = field(default_factory=dict)
+    dump: dict[str, Any] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, Any] = field(default_factory=dict)
+    status: str = STATUS_DONE
+    format: str = FORMAT
+
+    @property
+    def sha256(self) -> str:
+        return self.data.sha256
+
+    @property
+    def size_bytes(self) -> int:
+        return self.data.stored_bytes
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, where: str) -> Manifest:
+        try:
+            doc = json.loads(raw)
+            if doc.get("format") != FORMAT:
+                raise IntegrityError(f"{where}: not an rfbackup manifest ({doc.get('format')!r})")
+            doc["data"] = StoredFile(**doc["data"])
+            return cls(**doc)
+        except IntegrityError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise IntegrityError(f"{where}: unreadable manifest ({exc})") from None

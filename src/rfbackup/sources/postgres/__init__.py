@@ -1,0 +1,1 @@
+"""PostgreSQL logical backups: pg_dump out, psql / pg_restore in."""

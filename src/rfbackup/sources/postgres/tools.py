@@ -1,0 +1,77 @@
+"""Running the PostgreSQL client programs: finding them, draining stderr, reporting failure.
+
+Connection details reach the programs only through their environment (``PGHOST``...,
+``PGPASSWORD``), never through argv, where any local user could read them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections import deque
+from pathlib import Path
+from typing import IO
+
+from rfbackup.errors import ConfigError
+
+
+def find(program: str) -> str:
+    """``RFBACKUP_PG_BIN`` (read by config) may point at a server version's bin folder."""
+    bin_dir = os.environ.get("RFBACKUP_PG_BIN")
+    if bin_dir:
+        path = Path(bin_dir) / program
+        if path.exists():
+            return str(path)
+    found = shutil.which(program)
+    if found is None:
+        raise ConfigError(f"{program} not found: install the PostgreSQL client tools")
+    return found
+
+
+def version(program: str) -> str:
+    out = subprocess.run([find(program), "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+class StderrTail:
+    """Drains a child's stderr on a thread, keeping the last lines for the error message."""
+
+    def __init__(self, stream: IO[bytes], keep: int = 20) -> None:
+        self.lines: deque[str] = deque(maxlen=keep)
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.lines.append(line)
+        stream.close()
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+    @property
+    def last(self) -> str:
+        self.join()
+        errors = [ln for ln in self.lines if "error" in ln.lower() or "fatal" in ln.lower()]
+        return (errors or list(self.lines) or ["no error output"])[-1]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass

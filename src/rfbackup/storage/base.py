@@ -1,0 +1,77 @@
+"""The repository interface every backend implements, kept deliberately small.
+
+A repository stores immutable objects under keys (``backup_20250120_143000.sql.gz``,
+``postgres/20250120_143000.sql.gz``...). An object becomes visible only when its writer
+commits, so a reader never sees half an object under its final key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: datetime
+    partial: bool = False  # an upload or write still in progress (or abandoned by a crash)
+
+
+class ObjectWriter(Protocol):
+    """A stream being written. Nothing is visible until :meth:`commit`."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Repository(Protocol):
+    url: str
+
+    def writer(self, key: str) -> ObjectWriter:
+        """Start writing ``key``; commit makes it visible atomically, abort removes all trace."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of a committed object. Raises NotFound."""
+        ...
+
+    def list(self, prefix: str = "", include_partial: bool = False) -> Iterator[ObjectInfo]:
+        """Objects whose keys start with ``prefix``, in key order."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete committed objects; missing keys are ignored."""
+        ...
+
+    def discard_partial(self, key: str) -> None:
+        """Remove what an abandoned (crashed) write of ``key`` left behind."""
+        ...
+
+    def describe(self, key: str) -> str:
+        """Where ``key`` lives, for messages: a path or an s3:// URL."""
+        ...
+
+
+def put_bytes(repo: Repository, key: str, data: bytes) -> None:
+    """Store a small object (a manifest) atomically."""
+    w = repo.writer(key)
+    try:
+        w.write(data)
+        w.commit()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def read_bytes(repo: Repository, key: str) -> bytes:
+    with repo.open(key) as fh:
+        return fh.read()

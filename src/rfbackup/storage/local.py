@@ -1,0 +1,157 @@
+"""A repository in a local folder.
+
+Writes go to a hidden ``.NAME.partial`` file beside the target, then fsync, rename, fsync of
+the folder: after a crash either the old state or the whole new object exists, plus at worst
+a ``.partial`` file that listing reports as partial and never as a backup.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from rfbackup.errors import NotFound, StorageError
+from rfbackup.storage.base import ObjectInfo
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def _partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"disk full while writing {what}")
+    if exc.errno == errno.EFBIG:
+        return StorageError(f"file size limit reached while writing {what}")
+    reason = exc.strerror or str(exc)
+    return StorageError(f"cannot write {what}: {reason}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalWriter:
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.partial = _partial_path(final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: BinaryIO | None = open(self.partial, "xb")  # noqa: SIM115
+        except FileExistsError:
+            raise StorageError(f"{self.partial} exists: another write is in progress") from None
+        except OSError as exc:
+            raise storage_error(exc, str(final)) from None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        assert self._fh is not None, "write after commit/abort"
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            raise storage_error(exc, str(self.final)) from None
+
+    def commit(self) -> None:
+        assert self._fh is not None, "commit twice"
+        fh, self._fh = self._fh, None
+        try:
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            if self.final.exists():
+                raise StorageError(f"{self.final} already exists; refusing to overwrite it")
+            os.rename(self.partial, self.final)
+            _fsync_dir(self.final.parent)
+        except OSError as exc:
+            self._discard(fh)
+            raise storage_error(exc, str(self.final)) from None
+        except BaseException:
+            self._discard(fh)
+            raise
+
+    def abort(self) -> None:
+        fh, self._fh = self._fh, None
+        self._discard(fh)
+
+    def _discard(self, fh: BinaryIO | None) -> None:
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+        self.partial.unlink(missing_ok=True)
+
+
+class LocalRepository:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = str(root)
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in Path(key).parts:
+            raise StorageError(f"invalid key {key!r}")
+        return self.root / key
+
+    def writer(self, key: str) -> LocalWriter:
+        return LocalWriter(self._path(key))
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise NotFound(f"{self.describe(key)} does not exist") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def list(self, prefix: str = "", include_partial: bool = False) -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        found: list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel_dir = Path(dirpath).relative_to(self.root)
+            for name in filenames:
+                partial = name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
+                if name.startswith(".") and not (partial and include_partial):
+                    continue
+                key_name = name[1 : -len(PARTIAL_SUFFIX)] if partial else name
+                key = str(rel_dir / key_name) if str(rel_dir) != "." else key_name
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                modified = datetime.fromtimestamp(st.st_mtime, UTC)
+                found.append(ObjectInfo(key, st.st_size, modified, partial))
+        yield from sorted(found, key=lambda o: (o.key, o.partial))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot delete {path}: {exc.strerror}") from None
+
+    def discard_partial(self, key: str) -> None:
+        _partial_path(self._path(key)).unlink(missing_ok=True)
+
+    def describe(self, key: str) -> str:
+        return str(self._path(key))
