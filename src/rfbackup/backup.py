@@ -74,14 +74,24 @@ def _remove_abandoned(repo: Repository) -> None:
 
 
 def _run(
-    settings: Settings, repo: Repository, name: BackupName, fmt: str, compression: str,
+    settings: Settings,
+    repo: Repository,
+    name: BackupName,
+    fmt: str,
+    compression: str,
     level: int,
 ) -> Manifest:
     target = settings.postgres_target()
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    log.info("backup %s of %s started (%s, %s level %d)", name.key, target.display, fmt,
-             compression, level)
+    log.info(
+        "backup %s of %s started (%s, %s level %d)",
+        name.key,
+        target.display,
+        fmt,
+        compression,
+        level,
+    )
     committed: list[str] = []
     try:
         with PostgresDump(target, fmt) as dump:
@@ -115,8 +125,11 @@ def _run(
             compression_level=level,
             data=StoredFile(name.key, sink.sha256, sink.size, comp.raw_bytes),
             database=info.database,
-            dump={"format": fmt, "pg_dump_version": info.pg_dump_version,
-                  "snapshot": info.snapshot},
+            dump={
+                "format": fmt,
+                "pg_dump_version": info.pg_dump_version,
+                "snapshot": info.snapshot,
+            },
             row_counts=info.row_counts,
             roles=roles_record,
         )
@@ -126,8 +139,12 @@ def _run(
         raise
     log.info(
         "backup %s done: %s raw -> %s stored in %.1f s, %d tables, sha256 %s",
-        name.key, human_bytes(comp.raw_bytes), human_bytes(sink.size),
-        manifest.duration_seconds, len(info.row_counts), sink.sha256[:16],
+        name.key,
+        human_bytes(comp.raw_bytes),
+        human_bytes(sink.size),
+        manifest.duration_seconds,
+        len(info.row_counts),
+        sink.sha256[:16],
     )
     return manifest
 
@@ -139,8 +156,12 @@ def _store_roles(
     if script is None:
         log.warning("roles not captured (%s); restore onto a new server needs them created", reason)
         return {"captured": False, "reason": reason}
-    data = deflate.gzip_compress(script, 6)
+    data = bytes(deflate.gzip_compress(script, 6))
     put_bytes(repo, name.roles_key, data)
     committed.append(name.roles_key)
-    return {"captured": True, "key": name.roles_key, "sha256": hashlib.sha256(data).hexdigest(),
-            "stored_bytes": len(data)}
+    return {
+        "captured": True,
+        "key": name.roles_key,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "stored_bytes": len(data),
+    }

@@ -75,8 +75,9 @@ def scan(repo: Repository, lock_file: Path | None = None) -> list[Entry]:
         if obj.partial:
             running = lock_file is not None and is_locked(lock_file)
             status = "in-progress" if running else "abandoned"
-            entries.append(Entry(key, "postgres" if parsed else "unknown", env, created,
-                                 obj.size, status))
+            entries.append(
+                Entry(key, "postgres" if parsed else "unknown", env, created, obj.size, status)
+            )
             continue
         if key.endswith(MANIFEST_SUFFIX):
             data_key = key[: -len(MANIFEST_SUFFIX)]
@@ -91,8 +92,17 @@ def scan(repo: Repository, lock_file: Path | None = None) -> list[Entry]:
             entries.append(_from_manifest(repo, manifest_key, key, obj.size))
         else:
             component = "postgres" if parsed else "unknown"
-            entries.append(Entry(key, component, env, created, obj.size, "no-manifest",
-                                 problem="no manifest: not written by rfbackup, unverified"))
+            entries.append(
+                Entry(
+                    key,
+                    component,
+                    env,
+                    created,
+                    obj.size,
+                    "no-manifest",
+                    problem="no manifest: not written by rfbackup, unverified",
+                )
+            )
     entries.sort(key=lambda e: (e.created_at, e.name), reverse=True)
     return entries
 
@@ -103,15 +113,32 @@ def _from_manifest(repo: Repository, manifest_key: str, data_key: str, size: int
     try:
         m = Manifest.from_json(read_bytes(repo, manifest_key), repo.describe(manifest_key))
     except Exception as exc:
-        return Entry(data_key, "unknown", None, created, size or 0, "bad-manifest",
-                     problem=str(exc))
+        return Entry(
+            data_key, "unknown", None, created, size or 0, "bad-manifest", problem=str(exc)
+        )
     created = datetime.fromisoformat(m.started_at)
     if size is None:
-        return Entry(data_key, m.component, m.environment, created, 0, "missing-data", m,
-                     problem="the manifest's data file is missing")
+        return Entry(
+            data_key,
+            m.component,
+            m.environment,
+            created,
+            0,
+            "missing-data",
+            m,
+            problem="the manifest's data file is missing",
+        )
     if size != m.data.stored_bytes:
-        return Entry(data_key, m.component, m.environment, created, size, "damaged", m,
-                     problem=f"size {size} differs from the manifest's {m.data.stored_bytes}")
+        return Entry(
+            data_key,
+            m.component,
+            m.environment,
+            created,
+            size,
+            "damaged",
+            m,
+            problem=f"size {size} differs from the manifest's {m.data.stored_bytes}",
+        )
     return Entry(data_key, m.component, m.environment, created, size, OK, m)
 
 

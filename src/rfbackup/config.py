@@ -11,7 +11,7 @@ process environment, never in argv, logs or manifests.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     repository: str | None = None
     log_file: Path | None = Path("logs/backup.log")
     postgres: PostgresPolicy = PostgresPolicy()
+    pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
+    tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore
 
     # libpq conventions, read without the RFBACKUP_ prefix.
     database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
@@ -112,6 +114,7 @@ class PostgresTarget:
     dbname: str | None
     password: SecretStr | None
     extra: tuple[tuple[str, str], ...] = ()  # other libpq keywords from DATABASE_URL (sslmode...)
+    bin_dir: Path | None = None  # where the PostgreSQL client programs are; None: PATH
 
     @classmethod
     def from_settings(cls, s: Settings) -> PostgresTarget:
@@ -131,11 +134,12 @@ class PostgresTarget:
                 dbname=_str_or_none(parts.pop("dbname", None)) or s.pgdatabase,
                 password=SecretStr(str(password)) if password else s.pgpassword,
                 extra=tuple(sorted((k, str(v)) for k, v in parts.items() if v is not None)),
+                bin_dir=s.pg_bin,
             )
-        return cls(s.pghost, s.pgport, s.pguser, s.pgdatabase, s.pgpassword)
+        return cls(s.pghost, s.pgport, s.pguser, s.pgdatabase, s.pgpassword, bin_dir=s.pg_bin)
 
     def with_dbname(self, dbname: str) -> PostgresTarget:
-        return PostgresTarget(self.host, self.port, self.user, dbname, self.password, self.extra)
+        return replace(self, dbname=dbname)
 
     @property
     def display(self) -> str:

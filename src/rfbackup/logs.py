@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -17,9 +18,8 @@ log = logging.getLogger("rfbackup")
 
 
 class _UTCFormatter(logging.Formatter):
-    import time as _time
-
-    converter = _time.gmtime
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime(datefmt or DATEFMT, time.gmtime(record.created))
 
 
 def setup(log_file: Path | None, verbose: bool = False) -> None:

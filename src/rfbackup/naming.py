@@ -70,7 +70,9 @@ class BackupName:
 
     @classmethod
     def new(cls, env: Environment, dump_format: str, compression: str, at: datetime) -> BackupName:
-        return cls(env, at.astimezone(UTC).replace(microsecond=0), EXTENSIONS[(dump_format, compression)])
+        return cls(
+            env, at.astimezone(UTC).replace(microsecond=0), EXTENSIONS[(dump_format, compression)]
+        )
 
     @classmethod
     def parse(cls, key: str) -> BackupName | None:

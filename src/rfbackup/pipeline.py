@@ -30,6 +30,10 @@ class Sink(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> int: ...
 
 
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class HashingSink:
     """Counts and hashes the bytes that reach storage: the sha256 the manifest records."""
 
@@ -67,12 +71,12 @@ class GzipCompressor:
     def __init__(self, sink: Sink, level: int, threads: int) -> None:
         import deflate
 
-        self._compress: Callable[[bytes, int], bytes] = deflate.gzip_compress
+        self._compress: Callable[[bytes, int], bytes | bytearray] = deflate.gzip_compress
         self.sink = sink
         self.level = level
         self.raw_bytes = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip")
-        self._pending: deque[Future[bytes]] = deque()
+        self._pending: deque[Future[bytes | bytearray]] = deque()
         self._max_pending = threads * 2
         self._buf = bytearray()
 
@@ -109,7 +113,7 @@ class ZstdCompressor:
         import zstandard
 
         cctx = zstandard.ZstdCompressor(level=level, threads=threads if threads > 1 else 0)
-        self._writer = cctx.stream_writer(sink, closefd=False, write_return_read=True)
+        self._writer: Any = cctx.stream_writer(sink, closefd=False, write_return_read=True)  # type: ignore[arg-type]
         self.raw_bytes = 0
 
     def write(self, data: bytes) -> None:
@@ -136,11 +140,13 @@ def decompressed(kind: str | None, raw: BinaryIO) -> IO[bytes]:
     if kind == "gzip":
         from isal import igzip_threaded
 
-        return igzip_threaded.open(raw, "rb", threads=1)  # type: ignore[no-any-return]
+        stream: IO[bytes] = igzip_threaded.open(raw, "rb", threads=1)  # type: ignore[no-untyped-call]
+        return stream
     if kind == "zstd":
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[no-any-return]
+        reader: IO[bytes] = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        return reader
     if kind is None:
         return raw
     raise ValueError(f"unknown compression {kind!r}")
@@ -149,13 +155,13 @@ def decompressed(kind: str | None, raw: BinaryIO) -> IO[bytes]:
 class HashingReader:
     """Wraps a stored stream, hashing exactly the bytes read (for a second check on restore)."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self._sha = hashlib.sha256()
         self.size = 0
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.inner.read(n)
+    def read(self, n: int = -1, /) -> bytes:
+        data: bytes = self.inner.read(n)
         self._sha.update(data)
         self.size += len(data)
         return data
@@ -184,7 +190,7 @@ class HashingReader:
         return self._sha.hexdigest()
 
 
-def read_chunks(stream: IO[bytes], size: int = READ_SIZE) -> Iterator[bytes]:
+def read_chunks(stream: Readable, size: int = READ_SIZE) -> Iterator[bytes]:
     while True:
         chunk = stream.read(size)
         if not chunk:

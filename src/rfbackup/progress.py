@@ -52,8 +52,12 @@ class Reporter:
             )
 
             bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeElapsedColumn(), transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                transient=True,
             )
             bar.start()
             self._task = bar.add_task(self.label, total=self.total)

@@ -67,8 +67,7 @@ def locate(settings: Settings, name: str) -> Located:
         raise NotFound(f"{name} is a directory, not a backup file")
     else:
         repo = open_repository(settings.primary_repository)
-    entry = catalog.find(repo, path.name if path.is_file() else name,
-                         repository_lock(repo)[1])
+    entry = catalog.find(repo, path.name if path.is_file() else name, repository_lock(repo)[1])
     return Located(repo, entry)
 
 
@@ -189,15 +188,24 @@ def restore_postgres(
         log.info("restoring %s into new database %s", loc.key, work)
         pg.create_database(admin, work, m.database if m else {})
         try:
-            _load(loc, base, work, settings.postgres.restore_jobs if jobs is None else jobs)
+            _load(
+                loc,
+                base,
+                work,
+                settings.postgres.restore_jobs if jobs is None else jobs,
+                settings.tmp_dir,
+            )
             counts = _check_counts(loc, base, work)
             kept = None
             if target_db is None:
                 kept = _identifier(live, f"_pre_restore_{stamp}") if exists else None
                 pg.swap(admin, live, work, kept)
         except BaseException:
-            log.warning("restore failed; dropping %s, %s is unchanged", work,
-                        live if target_db is None else "the server")
+            log.warning(
+                "restore failed; dropping %s, %s is unchanged",
+                work,
+                live if target_db is None else "the server",
+            )
             pg.drop_database(admin, work)
             raise
     finally:
@@ -232,7 +240,7 @@ def _create_missing_roles(loc: Located, base: PostgresTarget, admin: Any) -> Non
         pg.run_sql_script(base, admin.info.dbname, todo)
 
 
-def _load(loc: Located, base: PostgresTarget, dbname: str, jobs: int) -> None:
+def _load(loc: Located, base: PostgresTarget, dbname: str, jobs: int, tmp_dir: Path | None) -> None:
     m = loc.manifest
     where = loc.repo.describe(loc.key)
     total = m.data.stored_bytes if m else (loc.entry.size_bytes or None)
@@ -240,7 +248,7 @@ def _load(loc: Located, base: PostgresTarget, dbname: str, jobs: int) -> None:
         raw = HashingReader(raw_fh)
         try:
             if _dump_format(loc) == "custom" and jobs > 1:
-                _load_custom_parallel(loc, raw, base, dbname, jobs, p.advance)
+                _load_custom_parallel(loc, raw, base, dbname, jobs, tmp_dir, p.advance)
             else:
                 with decompressed(_compression_of(loc), raw) as stream:  # type: ignore[arg-type]
                     reader = _Counting(stream, raw, p.advance)
@@ -270,11 +278,16 @@ class _Counting:
 
 
 def _load_custom_parallel(
-    loc: Located, raw: HashingReader, base: PostgresTarget, dbname: str, jobs: int,
+    loc: Located,
+    raw: HashingReader,
+    base: PostgresTarget,
+    dbname: str,
+    jobs: int,
+    tmp_parent: Path | None,
     advance: Callable[[int], None],
 ) -> None:
     """pg_restore --jobs needs a seekable file: decompress to a private temp file first."""
-    tmp_dir = tempfile.mkdtemp(prefix="rfbackup-restore-", dir=os.environ.get("RFBACKUP_TMP_DIR"))
+    tmp_dir = tempfile.mkdtemp(prefix="rfbackup-restore-", dir=tmp_parent)
     try:
         os.chmod(tmp_dir, 0o700)
         path = os.path.join(tmp_dir, "dump")
@@ -300,6 +313,8 @@ def _check_counts(loc: Located, base: PostgresTarget, dbname: str) -> dict[str, 
     problems = pg.compare_counts(m.row_counts, counts)
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise RestoreError(f"restored data does not match the backup: {'; '.join(problems[:3])}{more}")
+        raise RestoreError(
+            f"restored data does not match the backup: {'; '.join(problems[:3])}{more}"
+        )
     log.info("row counts match the manifest for all %d tables", len(counts))
     return counts

@@ -33,8 +33,11 @@ class Decision:
     reason: str
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.entry.to_dict(), "action": "delete" if self.delete else "keep",
-                "reason": self.reason}
+        return {
+            **self.entry.to_dict(),
+            "action": "delete" if self.delete else "keep",
+            "reason": self.reason,
+        }
 
 
 def plan(entries: list[Entry], policy: Policy, now: datetime) -> list[Decision]:

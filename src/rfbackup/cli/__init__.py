@@ -44,7 +44,9 @@ def _root(
 
 
 @app.command("list")
-def list_backups(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+def list_backups(
+    env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False
+) -> None:
     """List backups, newest first, with their status.
 
     Files without a manifest (e.g. made by the old scripts) are shown as no-manifest.
@@ -70,19 +72,30 @@ def restore(
     backup_file: Annotated[str, typer.Argument(help="A backup file path, or a backup name.")],
     target_db: Annotated[
         str | None,
-        typer.Option("--target-db", help="Restore into this NEW database beside the current "
-                     "one, without swapping.", show_default=False),
+        typer.Option(
+            "--target-db",
+            help="Restore into this NEW database beside the current one, without swapping.",
+            show_default=False,
+        ),
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="pg_restore jobs for custom-format backups.",
-                     show_default=False),
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="pg_restore jobs for custom-format backups.",
+            show_default=False,
+        ),
     ] = None,
     allow_unverified: Annotated[
         bool,
-        typer.Option("--allow-unverified", help="Restore a file that has no manifest "
-                     "(after a full decompression test; row counts cannot be checked)."),
+        typer.Option(
+            "--allow-unverified",
+            help="Restore a file that has no manifest "
+            "(after a full decompression test; row counts cannot be checked).",
+        ),
     ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
@@ -104,8 +117,12 @@ def restore(
         return typer.confirm(question, default=False, err=True)
 
     result = restore_postgres(
-        settings(env, repo), backup_file, target_db=target_db, confirm=confirm,
-        allow_unverified=allow_unverified, jobs=jobs,
+        settings(env, repo),
+        backup_file,
+        target_db=target_db,
+        confirm=confirm,
+        allow_unverified=allow_unverified,
+        jobs=jobs,
     )
     if as_json:
         print_json(result)
@@ -121,14 +138,26 @@ def restore(
 @app.command()
 def prune(
     keep_days: Annotated[
-        int | None, typer.Option("--keep-days", min=0, help="Delete backups older than this "
-                                 "[default: 30 for postgres]", show_default=False)
+        int | None,
+        typer.Option(
+            "--keep-days",
+            min=0,
+            help="Delete backups older than this [default: 30 for postgres]",
+            show_default=False,
+        ),
     ] = None,
     keep_min: Annotated[
-        int | None, typer.Option("--keep-min", min=0, help="Always keep this many newest good "
-                                 "backups [default: 3]", show_default=False)
+        int | None,
+        typer.Option(
+            "--keep-min",
+            min=0,
+            help="Always keep this many newest good backups [default: 3]",
+            show_default=False,
+        ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go, and why.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would go, and why.")
+    ] = False,
     include_unmanaged: Annotated[
         bool, typer.Option("--include-unmanaged", help="Also age out files without a manifest.")
     ] = False,
@@ -140,26 +169,38 @@ def prune(
     from rfbackup.prune import prune as run_prune
 
     s = settings(env, repo)
-    decisions = run_prune(s, keep_days=keep_days, keep_min=keep_min, dry_run=dry_run,
-                          include_unmanaged=include_unmanaged)
+    decisions = run_prune(
+        s,
+        keep_days=keep_days,
+        keep_min=keep_min,
+        dry_run=dry_run,
+        include_unmanaged=include_unmanaged,
+    )
     if as_json:
         print_json({"dry_run": dry_run, "decisions": [d.to_dict() for d in decisions]})
         return
     from rfbackup.cli.listing import table
 
     verb = "would delete" if dry_run else "deleted"
-    table([d.entry for d in decisions],
-          {d.entry.name: f"{verb if d.delete else 'keep'}: {d.reason}" for d in decisions})
+    table(
+        [d.entry for d in decisions],
+        {d.entry.name: f"{verb if d.delete else 'keep'}: {d.reason}" for d in decisions},
+    )
     gone = sum(d.delete for d in decisions)
-    typer.echo(f"{gone} {'would be ' if dry_run else ''}deleted, {len(decisions) - gone} kept",
-               err=True)
+    typer.echo(
+        f"{gone} {'would be ' if dry_run else ''}deleted, {len(decisions) - gone} kept", err=True
+    )
 
 
 @schedule_app.command("crontab")
 def crontab(
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="The checkout cron should cd into "
-                                  "[default: current directory]", show_default=False)
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="The checkout cron should cd into [default: current directory]",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Print the runbook's cron lines (daily backup 02:00, weekly retention Sunday 03:00)."""

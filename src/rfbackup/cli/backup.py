@@ -15,13 +15,17 @@ def postgres(
     repo: RepoOption = None,
     dump_format: Annotated[
         str,
-        typer.Option("--format", help="plain: SQL, restorable with gunzip -c | psql. "
-                     "custom: pg_dump's archive, for parallel or selective pg_restore."),
+        typer.Option(
+            "--format",
+            help="plain: SQL, restorable with gunzip -c | psql. "
+            "custom: pg_dump's archive, for parallel or selective pg_restore.",
+        ),
     ] = "plain",
     compression: Annotated[
         str | None,
-        typer.Option("--compression", help="gzip (.gz, default) or zstd (.zst).",
-                     show_default=False),
+        typer.Option(
+            "--compression", help="gzip (.gz, default) or zstd (.zst).", show_default=False
+        ),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -40,9 +44,16 @@ def postgres(
     fmt: Literal["plain", "custom"] = "custom" if dump_format == "custom" else "plain"
     manifest = backup_postgres(settings(env, repo), fmt, compression)
     if as_json:
-        print_json({"name": manifest.name, "status": manifest.status, "sha256": manifest.sha256,
-                    "size_bytes": manifest.size_bytes, "raw_bytes": manifest.data.raw_bytes,
-                    "duration_seconds": manifest.duration_seconds,
-                    "tables": len(manifest.row_counts)})
+        print_json(
+            {
+                "name": manifest.name,
+                "status": manifest.status,
+                "sha256": manifest.sha256,
+                "size_bytes": manifest.size_bytes,
+                "raw_bytes": manifest.data.raw_bytes,
+                "duration_seconds": manifest.duration_seconds,
+                "tables": len(manifest.row_counts),
+            }
+        )
     else:
         typer.echo(manifest.name)

@@ -13,13 +13,17 @@ from rfbackup.config import Environment, Settings
 
 EnvOption = Annotated[
     Environment | None,
-    typer.Option("--env", help="development, staging or production [env: RFBACKUP_ENV]",
-                 show_default=False),
+    typer.Option(
+        "--env", help="development, staging or production [env: RFBACKUP_ENV]", show_default=False
+    ),
 ]
 RepoOption = Annotated[
     str | None,
-    typer.Option("--repo", help="Repository (a folder); overrides RFBACKUP_REPOSITORY and "
-                 "RFBACKUP_BACKUP_DIR", show_default=False),
+    typer.Option(
+        "--repo",
+        help="Repository (a folder); overrides RFBACKUP_REPOSITORY and RFBACKUP_BACKUP_DIR",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 

@@ -27,8 +27,13 @@ def table(entries: list[Entry], extra: dict[str, str] | None = None) -> None:
         t.add_column("ACTION / REASON")
     for e in entries:
         status = e.status if e.good else f"[bold red]{e.status}[/]"
-        row = [e.name, e.created_at.strftime("%Y-%m-%d %H:%M:%S"), age(e.created_at, now),
-               human_bytes(e.size_bytes), status]
+        row = [
+            e.name,
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            age(e.created_at, now),
+            human_bytes(e.size_bytes),
+            status,
+        ]
         if extra is not None:
             row.append(extra.get(e.name, ""))
         t.add_row(*row)

@@ -63,15 +63,16 @@ CREATE VIEW run_summary AS
 """
 
 _WORDS = (
-    "the of and model training run dataset loss accuracy epoch batch learning rate gradient "
-    "checkpoint validation test split sample feature embedding layer attention transformer "
-    "baseline experiment result observed improvement regression hypothesis protocol cohort "
-    "participant survey analysis variance mean median outlier threshold significant p-value "
-    "we noticed that after increasing the warmup steps convergence was faster but unstable "
-    "reviewer asked for ablation on tokenizer vocabulary size memory usage grew beyond "
-    "expected GPU node preempted resumed from last checkpoint data pipeline shuffled seed "
-    "fixed config updated metrics dashboard shows plateau around step lab notebook entry "
-    "instrument calibration temperature humidity pressure reading sensor drift corrected"
+    "the of and model training run dataset loss accuracy epoch batch learning rate "
+    "gradient checkpoint validation test split sample feature embedding layer attention "
+    "transformer baseline experiment result observed improvement regression hypothesis "
+    "protocol cohort participant survey analysis variance mean median outlier threshold "
+    "significant p-value we noticed that after increasing the warmup steps convergence "
+    "was faster but unstable reviewer asked for ablation on tokenizer vocabulary size "
+    "memory usage grew beyond expected GPU node preempted resumed from last checkpoint "
+    "data pipeline shuffled seed fixed config updated metrics dashboard shows plateau "
+    "around step lab notebook entry instrument calibration temperature humidity pressure "
+    "reading sensor drift corrected"
 ).split()
 _KINDS = ("log", "metric", "checkpoint", "status", "warning", "artifact", "heartbeat")
 _STATUSES = ("succeeded", "succeeded", "succeeded", "failed", "running", "cancelled", "queued")
@@ -161,7 +162,10 @@ def populate(conn: psycopg.Connection[Any], target_bytes: int, seed: int = 7) ->
                         f"{finished.isoformat()}\n"
                     )
             for table, rows in (
-                ("runs", runs), ("events", events), ("notes", notes), ("artifacts", artifacts)
+                ("runs", runs),
+                ("events", events),
+                ("notes", notes),
+                ("artifacts", artifacts),
             ):
                 with cur.copy(f"COPY {table} FROM STDIN") as cp:
                     cp.write("".join(rows))

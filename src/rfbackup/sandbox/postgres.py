@@ -84,8 +84,10 @@ class ThrowawayPostgres:
         self._run(
             [
                 str(PG_BIN / "initdb"),
-                "-D", str(self.data_dir),
-                "-U", SUPERUSER,
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
                 "--auth-local=trust",
                 "--auth-host=scram-sha-256",
                 f"--pwfile={pwfile}",
@@ -110,8 +112,15 @@ class ThrowawayPostgres:
                 fh.write(f"{key} = {value}\n")
         self._run(
             [
-                str(PG_BIN / "pg_ctl"), "-D", str(self.data_dir), "-l",
-                str(self.root / "server.log"), "-w", "-t", "60", "start",
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.root / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
             ]
         )
         return self

@@ -7,6 +7,7 @@ a ``.partial`` file that listing reports as partial and never as a backup.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Iterable, Iterator
@@ -84,10 +85,8 @@ class LocalWriter:
 
     def _discard(self, fh: BinaryIO | None) -> None:
         if fh is not None:
-            try:
+            with contextlib.suppress(OSError):
                 fh.close()
-            except OSError:
-                pass
         self.partial.unlink(missing_ok=True)
 
 
@@ -106,7 +105,7 @@ class LocalRepository:
 
     def open(self, key: str) -> BinaryIO:
         try:
-            return open(self._path(key), "rb")  # noqa: SIM115
+            return open(self._path(key), "rb")
         except FileNotFoundError:
             raise NotFound(f"{self.describe(key)} does not exist") from None
         except OSError as exc:

@@ -122,8 +122,8 @@ class PostgresDump:
             "size_bytes": size,
             "tables": len(tables),
         }
-        pg_dump = tools.find("pg_dump")
-        self.info.pg_dump_version = tools.version("pg_dump")
+        pg_dump = tools.find("pg_dump", self.target.bin_dir)
+        self.info.pg_dump_version = tools.version(pg_dump)
         args = [pg_dump, "--no-password", f"--snapshot={self.info.snapshot}"]
         if self.dump_format == "custom":
             args += ["--format=custom", "--compress=0"]

@@ -10,13 +10,14 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from rfbackup.config import PostgresTarget
 from rfbackup.errors import RestoreError
+from rfbackup.pipeline import Readable
 from rfbackup.sources.postgres import tools
 from rfbackup.sources.postgres.dump import connect, count_rows, list_tables
 
@@ -43,7 +44,7 @@ def database_exists(conn: psycopg.Connection[Any], name: str) -> bool:
 
 def create_database(conn: psycopg.Connection[Any], name: str, like: dict[str, Any]) -> None:
     """CREATE DATABASE from template0 with the source's encoding and locale when known."""
-    opts = [sql.SQL("TEMPLATE template0")]
+    opts: list[sql.Composable] = [sql.SQL("TEMPLATE template0")]
     if like.get("encoding"):
         opts.append(sql.SQL("ENCODING {}").format(sql.Literal(like["encoding"])))
     if like.get("lc_collate") and like.get("lc_ctype"):
@@ -71,8 +72,17 @@ def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
 def run_sql_script(target: PostgresTarget, dbname: str, script: str) -> None:
     """A small script (the roles) through psql, stopping at the first error."""
     proc = subprocess.run(
-        [tools.find("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1",
-         "--single-transaction", "-f", "-"],
+        [
+            tools.find("psql", target.bin_dir),
+            "-X",
+            "-q",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "-f",
+            "-",
+        ],
         input=script.encode(),
         capture_output=True,
         env=target.with_dbname(dbname).child_env(),
@@ -84,24 +94,39 @@ def run_sql_script(target: PostgresTarget, dbname: str, script: str) -> None:
 
 
 def load_plain(
-    target: PostgresTarget, dbname: str, stream: IO[bytes], progress: Callable[[int], None]
+    target: PostgresTarget, dbname: str, stream: Readable, progress: Callable[[int], None]
 ) -> None:
     """Feed a plain SQL dump to psql: one transaction, stop at the first error."""
-    args = [tools.find("psql"), "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1",
-            "--single-transaction", "-f", "-"]
+    args = [
+        tools.find("psql", target.bin_dir),
+        "-X",
+        "-q",
+        "--no-password",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-f",
+        "-",
+    ]
     _feed(args, target.with_dbname(dbname), stream, progress)
 
 
 def load_custom(
     target: PostgresTarget,
     dbname: str,
-    stream: IO[bytes] | None,
+    stream: Readable | None,
     path: str | None,
     jobs: int,
     progress: Callable[[int], None],
 ) -> None:
     """pg_restore: from a seekable file with ``--jobs``, or from a stream in one job."""
-    args = [tools.find("pg_restore"), "--no-password", "--exit-on-error", "-d", dbname]
+    args = [
+        tools.find("pg_restore", target.bin_dir),
+        "--no-password",
+        "--exit-on-error",
+        "-d",
+        dbname,
+    ]
     if path is not None:
         proc = subprocess.run(
             [*args, f"--jobs={jobs}", path],
@@ -119,10 +144,13 @@ def load_custom(
 
 
 def _feed(
-    args: list[str], target: PostgresTarget, stream: IO[bytes], progress: Callable[[int], None]
+    args: list[str], target: PostgresTarget, stream: Readable, progress: Callable[[int], None]
 ) -> None:
     proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         env=target.child_env(),
     )
     assert proc.stdin is not None and proc.stderr is not None

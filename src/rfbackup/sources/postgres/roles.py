@@ -25,8 +25,14 @@ def capture(target: PostgresTarget, dbname: str) -> tuple[bytes | None, str]:
     """The roles script, or None with the reason it could not be taken."""
     try:
         proc = subprocess.run(
-            [tools.find("pg_dumpall"), "--roles-only", "--no-role-passwords", "--no-password",
-             "-l", dbname],
+            [
+                tools.find("pg_dumpall", target.bin_dir),
+                "--roles-only",
+                "--no-role-passwords",
+                "--no-password",
+                "-l",
+                dbname,
+            ],
             capture_output=True,
             env=target.child_env(),
             stdin=subprocess.DEVNULL,

@@ -6,7 +6,7 @@ Connection details reach the programs only through their environment (``PGHOST``
 
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -17,21 +17,21 @@ from typing import IO
 from rfbackup.errors import ConfigError
 
 
-def find(program: str) -> str:
-    """``RFBACKUP_PG_BIN`` (read by config) may point at a server version's bin folder."""
-    bin_dir = os.environ.get("RFBACKUP_PG_BIN")
-    if bin_dir:
-        path = Path(bin_dir) / program
-        if path.exists():
-            return str(path)
+def find(program: str, bin_dir: Path | None) -> str:
+    """The program in ``bin_dir`` (RFBACKUP_PG_BIN) if given, else on PATH."""
+    if bin_dir is not None:
+        path = bin_dir / program
+        if not path.exists():
+            raise ConfigError(f"{program} not found in RFBACKUP_PG_BIN ({bin_dir})")
+        return str(path)
     found = shutil.which(program)
     if found is None:
         raise ConfigError(f"{program} not found: install the PostgreSQL client tools")
     return found
 
 
-def version(program: str) -> str:
-    out = subprocess.run([find(program), "--version"], capture_output=True, text=True, check=False)
+def version(path: str) -> str:
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     return out.stdout.strip()
 
 
@@ -71,7 +71,5 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
