@@ -162,11 +162,15 @@ class PostgresDump:
     def finish(self) -> DumpInfo:
         assert self._proc is not None and self._stderr is not None and self._counter is not None
         rc = self._proc.wait()
-        if rc != 0:
-            raise SourceError(f"pg_dump failed (exit {rc}): {self._stderr.last}")
         self._counter.join()
+        problems = []
+        if rc != 0:
+            problems.append(f"pg_dump failed (exit {rc}): {self._stderr.last}")
         if self._count_error is not None:
-            raise SourceError(f"counting rows in the dump's snapshot failed: {self._count_error}")
+            reason = str(self._count_error).strip().splitlines()[0]
+            problems.append(f"counting rows in the dump's snapshot failed: {reason}")
+        if problems:
+            raise SourceError("; ".join(problems))
         assert self._conn is not None
         self._conn.commit()
         return self.info

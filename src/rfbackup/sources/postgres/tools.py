@@ -31,7 +31,12 @@ def find(program: str, bin_dir: Path | None) -> str:
 
 
 def version(path: str) -> str:
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"{path} --version did not answer within 30 s") from None
     return out.stdout.strip()
 
 

@@ -1,0 +1,145 @@
+"""Real servers for real tests: a throwaway PostgreSQL cluster, started by the tests."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rfbackup.sandbox import dataset
+from rfbackup.sandbox.postgres import ThrowawayPostgres
+
+RFBACKUP = [sys.executable, "-m", "rfbackup"]
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[ThrowawayPostgres]:
+    with ThrowawayPostgres() as cluster:
+        cluster.psql("CREATE ROLE app LOGIN")
+        yield cluster
+
+
+@dataclass
+class Env:
+    """A working directory and the environment a CLI run sees."""
+
+    pg: ThrowawayPostgres
+    cwd: Path
+    dbname: str
+    vars: dict[str, str]
+
+    @property
+    def backups(self) -> Path:
+        return self.cwd / "backups"
+
+    @property
+    def log_file(self) -> Path:
+        return self.cwd / "logs" / "backup.log"
+
+    def run(
+        self, *args: str, input: str | None = None, timeout: float = 300, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*RFBACKUP, *args],
+            cwd=self.cwd,
+            env={**self.vars, **extra},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def popen(self, *args: str, **extra: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*RFBACKUP, *args],
+            cwd=self.cwd,
+            env={**self.vars, **extra},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def sql(self, query: str, dbname: str | None = None) -> str:
+        return self.pg.psql(query, dbname or self.dbname)
+
+    def data_files(self) -> list[str]:
+        """Everything in the backup folder except our lock file."""
+        if not self.backups.exists():
+            return []
+        return sorted(p.name for p in self.backups.iterdir() if not p.name.endswith(".lock"))
+
+    def databases(self) -> set[str]:
+        return set(self.sql("SELECT datname FROM pg_database", "postgres").split())
+
+
+def make_database(pg: ThrowawayPostgres, size: int = 1_500_000) -> str:
+    name = f"rf{next(_names)}"
+    pg.psql(f"CREATE DATABASE {name}")
+    dataset.build(pg.dsn(name), size)
+    pg.psql("ALTER TABLE notes OWNER TO app", name)
+    return name
+
+
+def base_env(cwd: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "RFBACKUP_"))}
+    env.pop("DATABASE_URL", None)
+    env["RFBACKUP_CONFIG"] = str(cwd / "rfbackup.toml")
+    return env
+
+
+@pytest.fixture
+def env(pg: ThrowawayPostgres, tmp_path: Path) -> Env:
+    dbname = make_database(pg)
+    return Env(pg, tmp_path, dbname, {**base_env(tmp_path), **pg.env(dbname)})
+
+
+@pytest.fixture(scope="session")
+def big_db(pg: ThrowawayPostgres) -> str:
+    """A larger database (dumps to more than one 4 MiB compression block), read-only in tests."""
+    return make_database(pg, size=30_000_000)
+
+
+@pytest.fixture
+def big_env(pg: ThrowawayPostgres, big_db: str, tmp_path: Path) -> Env:
+    return Env(pg, tmp_path, big_db, {**base_env(tmp_path), **pg.env(big_db)})
+
+
+def table_checksums(dsn: str) -> dict[str, str]:
+    """An md5 over every row of every table, in a stable order: equal means equal data."""
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
+            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        )
+        tables = [r[0] for r in cur.fetchall()]
+        out = {}
+        for t in tables:
+            cur.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x")  # noqa: E501
+            row = cur.fetchone()
+            assert row is not None
+            out[t] = f"{row[0]}:{row[1]}"
+        return out
+
+
+def schema_dump(pg: ThrowawayPostgres, dbname: str) -> str:
+    out = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-password"],
+        env={**os.environ, **pg.env(dbname)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # pg_dump >= 15.14 brackets its output with a random \restrict key: not part of the schema.
+    return "".join(
+        line for line in out.stdout.splitlines(keepends=True)
+        if not line.startswith(("\\restrict", "\\unrestrict"))
+    )

@@ -1,0 +1,235 @@
+"""A failed, interrupted or crashed backup must never look like a good one."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import RFBACKUP, Env
+
+from rfbackup.sandbox.postgres import PG_BIN
+
+
+def shim_bin(tmp: Path, after_dump: str) -> Path:
+    """A bin folder whose pg_dump runs the real one, then ``after_dump`` (e.g. exit 1)."""
+    bindir = tmp / "shim-bin"
+    bindir.mkdir()
+    script = bindir / "pg_dump"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = --version ] && exec "{PG_BIN}/pg_dump" --version\n'
+        f'"{PG_BIN}/pg_dump" "$@" || exit $?\n{after_dump}\n'
+    )
+    script.chmod(0o755)
+    for tool in ("pg_dumpall", "psql", "pg_restore"):
+        (bindir / tool).symlink_to(PG_BIN / tool)
+    return bindir
+
+
+def wait_for_partial(env: Env, proc: subprocess.Popen[str], timeout: float = 30) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        partials = list(env.backups.glob(".backup_*.partial")) if env.backups.exists() else []
+        if partials and partials[0].stat().st_size > 0:
+            return partials[0]
+        time.sleep(0.02)
+    raise AssertionError("the backup never started writing")
+
+
+def assert_nothing_left(env: Env) -> None:
+    assert env.data_files() == []
+    hidden = [p.name for p in env.backups.glob(".*") if not p.name.endswith(".lock")]
+    assert hidden == []
+
+
+def test_pg_dump_failure_leaves_nothing(env: Env) -> None:
+    env.sql("CREATE ROLE limited LOGIN PASSWORD 'limited-pw'; REVOKE ALL ON events FROM PUBLIC")
+    r = env.run("backup", "postgres", PGUSER="limited", PGPASSWORD="limited-pw")
+    assert r.returncode == 4, r.stderr
+    assert "pg_dump failed" in r.stderr
+    assert "permission denied" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 or "ERROR" in r.stderr.splitlines()[-1]
+    assert_nothing_left(env)
+
+
+def test_pg_dump_exit_code_wins_over_complete_looking_output(env: Env, tmp_path: Path) -> None:
+    """The runbook's `pg_dump | gzip` flaw: full output, exit 1, a valid-looking .gz."""
+    bindir = shim_bin(tmp_path, "exit 1")
+    r = env.run("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
+    assert r.returncode == 4
+    assert "pg_dump failed (exit 1)" in r.stderr
+    assert_nothing_left(env)
+
+
+def test_stream_broken_midway_leaves_nothing(big_env: Env) -> None:
+    env = big_env
+    stop = threading.Event()
+    killed: list[str] = []
+
+    def terminate_dump_backend() -> None:
+        while not stop.is_set():
+            got = env.pg.psql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'pg_dump' AND query LIKE 'COPY public.events%'"
+            )
+            if got:
+                killed.append(got)
+                return
+            time.sleep(0.005)
+
+    t = threading.Thread(target=terminate_dump_backend)
+    t.start()
+    try:
+        r = env.run("backup", "postgres")
+    finally:
+        stop.set()
+        t.join()
+    assert killed, "the dump finished before the test could break it"
+    assert r.returncode == 4, r.stderr
+    assert "pg_dump failed" in r.stderr
+    assert_nothing_left(env)
+
+
+def test_disk_full_leaves_nothing(env: Env) -> None:
+    env.backups.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(env.backups)],
+        capture_output=True,
+    ).returncode == 0
+    try:
+        if mounted:
+            r = env.run("backup", "postgres")
+            expected = "disk full"
+        else:  # no permission to mount: the kernel's file size limit gives the same failure
+            def limit() -> None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (96 * 1024, 96 * 1024))
+
+            r = subprocess.run(
+                [*RFBACKUP, "backup", "postgres"], cwd=env.cwd, env=env.vars,
+                capture_output=True, text=True, preexec_fn=limit, timeout=120,
+            )
+            expected = "file size limit"
+        assert r.returncode == 8, r.stderr
+        assert expected in r.stderr
+        assert_nothing_left(env)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(env.backups)], check=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_interrupted_backup_leaves_nothing(
+    big_env: Env, tmp_path: Path, sig: signal.Signals
+) -> None:
+    env = big_env
+    bindir = shim_bin(tmp_path, "exec sleep 30")  # a dump that stalls after writing data
+    proc = env.popen("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
+    wait_for_partial(env, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + sig, err
+    assert f"interrupted by {sig.name}" in err
+    assert_nothing_left(env)
+
+
+def test_kill9_leaves_a_partial_that_is_never_listed_as_good(
+    big_env: Env, tmp_path: Path
+) -> None:
+    env = big_env
+    bindir = shim_bin(tmp_path, "exec sleep 30")
+    proc = subprocess.Popen(
+        [*RFBACKUP, "backup", "postgres"], cwd=env.cwd,
+        env={**env.vars, "RFBACKUP_PG_BIN": str(bindir)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        partial = wait_for_partial(env, proc)  # type: ignore[arg-type]
+        proc.kill()
+        proc.wait()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the stalled pg_dump shim too
+    assert partial.exists()
+
+    listed = json.loads(env.run("list", "--json").stdout)
+    assert [(e["name"], e["status"]) for e in listed] == [
+        (partial.name[1 : -len(".partial")], "abandoned")
+    ]
+
+    # The lock died with its holder: the next run is not blocked, and cleans up.
+    r = env.run("backup", "postgres")
+    assert r.returncode == 0, r.stderr
+    assert "left by an interrupted run" in r.stderr
+    assert not partial.exists()
+    statuses = {e["status"] for e in json.loads(env.run("list", "--json").stdout)}
+    assert statuses == {"ok"}
+
+
+def test_concurrent_backup_is_refused(big_env: Env, tmp_path: Path) -> None:
+    env = big_env
+    bindir = shim_bin(tmp_path, "exec sleep 30")
+    first = env.popen("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
+    try:
+        wait_for_partial(env, first)
+        second = env.run("backup", "postgres")
+        assert second.returncode == 5
+        assert "already running" in second.stderr
+        assert f"pid {first.pid}" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+
+
+def _scan_argv(secret: str, stop: threading.Event, seen: list[str], leaks: list[str]) -> None:
+    while not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if secret in argv:
+                leaks.append(argv)
+            if "--snapshot=" in argv or "--single-transaction" in argv:
+                seen.append(argv)
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("how", ["PGPASSWORD", "DATABASE_URL"])
+def test_no_password_in_argv_logs_or_manifest(env: Env, tmp_path: Path, how: str) -> None:
+    secret = "S3cret-" + how
+    user = f"secretive_{how.lower()}"
+    env.sql(f"CREATE ROLE {user} LOGIN SUPERUSER PASSWORD '{secret}'", "postgres")
+    extra = {"PGUSER": user, "PGPASSWORD": secret}
+    if how == "DATABASE_URL":
+        port = env.vars["PGPORT"]
+        extra = {"PGUSER": "", "PGPASSWORD": "",
+                 "DATABASE_URL": f"postgresql://{user}:{secret}@127.0.0.1:{port}/{env.dbname}"}
+    # The shim keeps pg_dump's argv alive for a moment, so the scan cannot miss it.
+    bindir = shim_bin(tmp_path, "sleep 0.5")
+    stop, seen, leaks = threading.Event(), [], []  # type: ignore[var-annotated]
+    scanner = threading.Thread(target=_scan_argv, args=(secret, stop, seen, leaks))
+    scanner.start()
+    try:
+        b = env.run("backup", "postgres", RFBACKUP_PG_BIN=str(bindir), **extra)
+        assert b.returncode == 0, b.stderr
+        r = env.run("restore", b.stdout.strip(), "--yes", **extra)
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop.set()
+        scanner.join()
+    assert any("--snapshot=" in a for a in seen), "the scan never saw pg_dump"
+    assert any("--single-transaction" in a for a in seen), "the scan never saw psql"
+    assert leaks == []
+    for path in [env.log_file, *env.backups.iterdir()]:
+        if path.name.endswith((".json", ".log")):
+            assert secret not in path.read_text()
+    assert secret not in b.stdout + b.stderr + r.stdout + r.stderr
