@@ -45,7 +45,7 @@ class Env:
         return self.cwd / "logs" / "backup.log"
 
     def run(
-        self, *args: str, input: str | None = None, timeout: float = 300, **extra: str
+        self, *args: str, input: str | None = None, **extra: str
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*RFBACKUP, *args],
@@ -54,7 +54,7 @@ class Env:
             input=input,
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=300,
         )
 
     def popen(self, *args: str, **extra: str) -> subprocess.Popen[str]:
@@ -123,7 +123,8 @@ def table_checksums(dsn: str) -> dict[str, str]:
         tables = [r[0] for r in cur.fetchall()]
         out = {}
         for t in tables:
-            cur.execute(f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x")  # noqa: E501
+            rows = "md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))"
+            cur.execute(f"SELECT count(*), {rows} FROM {t} x")
             row = cur.fetchone()
             assert row is not None
             out[t] = f"{row[0]}:{row[1]}"
@@ -140,6 +141,7 @@ def schema_dump(pg: ThrowawayPostgres, dbname: str) -> str:
     )
     # pg_dump >= 15.14 brackets its output with a random \restrict key: not part of the schema.
     return "".join(
-        line for line in out.stdout.splitlines(keepends=True)
+        line
+        for line in out.stdout.splitlines(keepends=True)
         if not line.startswith(("\\restrict", "\\unrestrict"))
     )

@@ -100,21 +100,30 @@ def test_stream_broken_midway_leaves_nothing(big_env: Env) -> None:
 
 def test_disk_full_leaves_nothing(env: Env) -> None:
     env.backups.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(env.backups)],
-        capture_output=True,
-    ).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(env.backups)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     try:
         if mounted:
             r = env.run("backup", "postgres")
             expected = "disk full"
         else:  # no permission to mount: the kernel's file size limit gives the same failure
+
             def limit() -> None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (96 * 1024, 96 * 1024))
 
             r = subprocess.run(
-                [*RFBACKUP, "backup", "postgres"], cwd=env.cwd, env=env.vars,
-                capture_output=True, text=True, preexec_fn=limit, timeout=120,
+                [*RFBACKUP, "backup", "postgres"],
+                cwd=env.cwd,
+                env=env.vars,
+                capture_output=True,
+                text=True,
+                preexec_fn=limit,
+                timeout=120,
             )
             expected = "file size limit"
         assert r.returncode == 8, r.stderr
@@ -140,15 +149,16 @@ def test_interrupted_backup_leaves_nothing(
     assert_nothing_left(env)
 
 
-def test_kill9_leaves_a_partial_that_is_never_listed_as_good(
-    big_env: Env, tmp_path: Path
-) -> None:
+def test_kill9_leaves_a_partial_that_is_never_listed_as_good(big_env: Env, tmp_path: Path) -> None:
     env = big_env
     bindir = shim_bin(tmp_path, "exec sleep 30")
     proc = subprocess.Popen(
-        [*RFBACKUP, "backup", "postgres"], cwd=env.cwd,
+        [*RFBACKUP, "backup", "postgres"],
+        cwd=env.cwd,
         env={**env.vars, "RFBACKUP_PG_BIN": str(bindir)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         partial = wait_for_partial(env, proc)  # type: ignore[arg-type]
@@ -211,8 +221,11 @@ def test_no_password_in_argv_logs_or_manifest(env: Env, tmp_path: Path, how: str
     extra = {"PGUSER": user, "PGPASSWORD": secret}
     if how == "DATABASE_URL":
         port = env.vars["PGPORT"]
-        extra = {"PGUSER": "", "PGPASSWORD": "",
-                 "DATABASE_URL": f"postgresql://{user}:{secret}@127.0.0.1:{port}/{env.dbname}"}
+        extra = {
+            "PGUSER": "",
+            "PGPASSWORD": "",
+            "DATABASE_URL": f"postgresql://{user}:{secret}@127.0.0.1:{port}/{env.dbname}",
+        }
     # The shim keeps pg_dump's argv alive for a moment, so the scan cannot miss it.
     bindir = shim_bin(tmp_path, "sleep 0.5")
     stop, seen, leaks = threading.Event(), [], []  # type: ignore[var-annotated]

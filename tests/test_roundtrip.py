@@ -110,5 +110,6 @@ def test_restore_onto_a_new_server_creates_missing_roles(env: Env, tmp_path: obj
         owner = other.psql("SELECT tableowner FROM pg_tables WHERE tablename = 'notes'", env.dbname)
         assert owner == "app"
         # A fresh server had no database of that name: nothing to keep.
-        assert not any("_pre_restore_" in d for d in other.psql(
-            "SELECT datname FROM pg_database").split())
+        assert not any(
+            "_pre_restore_" in d for d in other.psql("SELECT datname FROM pg_database").split()
+        )

@@ -1,0 +1,175 @@
+"""Corrupted, truncated, foreign or missing files: a clear error, and no database changes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import Env, table_checksums
+
+
+@pytest.fixture
+def backed_up(env: Env) -> tuple[Env, str]:
+    r = env.run("backup", "postgres")
+    assert r.returncode == 0, r.stderr
+    return env, r.stdout.strip()
+
+
+def assert_untouched(env: Env, before_dbs: set[str], before_data: dict[str, str]) -> None:
+    assert env.databases() == before_dbs
+    assert table_checksums(env.pg.dsn(env.dbname)) == before_data
+
+
+def snapshot(env: Env) -> tuple[set[str], dict[str, str]]:
+    return env.databases(), table_checksums(env.pg.dsn(env.dbname))
+
+
+def flip_one_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupted_backup_is_refused(backed_up: tuple[Env, str]) -> None:
+    env, name = backed_up
+    flip_one_byte(env.backups / name, (env.backups / name).stat().st_size // 2)
+    before = snapshot(env)
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 6
+    assert "corrupted" in r.stderr and "sha256" in r.stderr
+    assert_untouched(env, *before)
+
+
+def test_truncated_backup_is_refused(backed_up: tuple[Env, str]) -> None:
+    env, name = backed_up
+    path = env.backups / name
+    path.write_bytes(path.read_bytes()[:-100])
+    before = snapshot(env)
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 6
+    assert "differs from the manifest" in r.stderr
+    assert_untouched(env, *before)
+    listed = {e["name"]: e["status"] for e in json.loads(env.run("list", "--json").stdout)}
+    assert listed[name] == "damaged"
+
+
+def test_missing_file_is_refused(env: Env) -> None:
+    before = snapshot(env)
+    r = env.run("restore", "backups/backup_20250120_143000.sql.gz", "--yes")
+    assert r.returncode == 7
+    assert "no backup named" in r.stderr
+    assert_untouched(env, *before)
+
+
+def test_missing_data_with_manifest_is_refused(backed_up: tuple[Env, str]) -> None:
+    env, name = backed_up
+    (env.backups / name).unlink()
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 6
+    assert "missing" in r.stderr
+
+
+def legacy_backup(env: Env, name: str) -> Path:
+    """What the old scripts made: `pg_dump | gzip > backups/NAME`, no manifest."""
+    env.backups.mkdir(exist_ok=True)
+    path = env.backups / name
+    subprocess.run(
+        f"set -o pipefail; pg_dump --no-password | gzip > {path}",
+        shell=True,
+        executable="/bin/bash",
+        env={**os.environ, **env.pg.env(env.dbname)},
+        check=True,
+    )
+    return path
+
+
+def test_foreign_file_needs_allow_unverified(env: Env) -> None:
+    legacy_backup(env, "backup_20250120_143000.sql.gz")
+    before = snapshot(env)
+    r = env.run("restore", "backups/backup_20250120_143000.sql.gz", "--yes")
+    assert r.returncode == 6
+    assert "no manifest" in r.stderr and "--allow-unverified" in r.stderr
+    assert_untouched(env, *before)
+
+    r = env.run(
+        "restore",
+        "backups/backup_20250120_143000.sql.gz",
+        "--yes",
+        "--allow-unverified",
+        "--target-db",
+        "legacy_copy",
+    )
+    assert r.returncode == 0, r.stderr
+    assert table_checksums(env.pg.dsn("legacy_copy")) == before[1]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not gzip"])
+def test_damaged_foreign_file_is_refused_even_when_allowed(env: Env, damage: str) -> None:
+    path = legacy_backup(env, "backup_20250121_143000.sql.gz")
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(os.urandom(4096))
+    before = snapshot(env)
+    r = env.run("restore", str(path), "--yes", "--allow-unverified")
+    assert r.returncode == 6, r.stderr
+    assert "damaged or truncated" in r.stderr
+    assert_untouched(env, *before)
+
+
+def test_row_count_mismatch_fails_and_keeps_current_database(
+    backed_up: tuple[Env, str],
+) -> None:
+    env, name = backed_up
+    manifest_path = env.backups / f"{name}.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["row_counts"]["public.events"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    env.sql("INSERT INTO projects VALUES (gen_random_uuid(), 'after backup', 'x', now())")
+    before = snapshot(env)
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 9
+    assert "does not match the backup" in r.stderr and "public.events" in r.stderr
+    assert_untouched(env, *before)
+
+
+def test_psql_error_midway_keeps_current_database(backed_up: tuple[Env, str]) -> None:
+    """A backup whose SQL fails half way: the new database is dropped, the old one stays."""
+    env, name = backed_up
+    path = env.backups / name
+    sql = gzip.decompress(path.read_bytes())
+    broken = gzip.compress(sql[: len(sql) // 2] + b"\nSELECT 1/0;\n" + sql[len(sql) // 2 :])
+    path.write_bytes(broken)
+    manifest_path = env.backups / f"{name}.manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["data"].update(sha256=hashlib.sha256(broken).hexdigest(), stored_bytes=len(broken))
+    manifest_path.write_text(json.dumps(manifest))
+    before = snapshot(env)
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 9
+    assert "psql failed" in r.stderr
+    assert_untouched(env, *before)
+
+
+def test_restore_without_yes_and_no_terminal_changes_nothing(backed_up: tuple[Env, str]) -> None:
+    env, name = backed_up
+    before = snapshot(env)
+    r = env.run("restore", name)
+    assert r.returncode == 10
+    assert "confirmation needed" in r.stderr
+    assert "127.0.0.1" in r.stderr and env.dbname in r.stderr  # names host and database
+    assert_untouched(env, *before)
+
+
+def test_restore_from_an_unfinished_write_is_refused(backed_up: tuple[Env, str]) -> None:
+    env, name = backed_up
+    partial = env.backups / f".{name.replace('.sql.gz', '9.sql.gz')}.partial"
+    partial.write_bytes(b"half a backup")
+    r = env.run("restore", partial.name[1 : -len(".partial")], "--yes")
+    assert r.returncode == 6
+    assert "unfinished write" in r.stderr
