@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from rfbackup.sandbox import dataset
+from rfbackup.sandbox.compare import table_checksums
 from rfbackup.sandbox.postgres import ThrowawayPostgres
 
 RFBACKUP = [sys.executable, "-m", "rfbackup"]
+__all__ = ["RFBACKUP", "Env", "make_database", "schema_dump", "table_checksums"]
 _names = itertools.count(1)
 
 
@@ -111,24 +112,6 @@ def big_db(pg: ThrowawayPostgres) -> str:
 @pytest.fixture
 def big_env(pg: ThrowawayPostgres, big_db: str, tmp_path: Path) -> Env:
     return Env(pg, tmp_path, big_db, {**base_env(tmp_path), **pg.env(big_db)})
-
-
-def table_checksums(dsn: str) -> dict[str, str]:
-    """An md5 over every row of every table, in a stable order: equal means equal data."""
-    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
-            " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
-        )
-        tables = [r[0] for r in cur.fetchall()]
-        out = {}
-        for t in tables:
-            rows = "md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))"
-            cur.execute(f"SELECT count(*), {rows} FROM {t} x")
-            row = cur.fetchone()
-            assert row is not None
-            out[t] = f"{row[0]}:{row[1]}"
-        return out
 
 
 def schema_dump(pg: ThrowawayPostgres, dbname: str) -> str:
