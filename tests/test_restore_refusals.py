@@ -173,3 +173,47 @@ def test_restore_from_an_unfinished_write_is_refused(backed_up: tuple[Env, str])
     r = env.run("restore", partial.name[1 : -len(".partial")], "--yes")
     assert r.returncode == 6
     assert "unfinished write" in r.stderr
+
+
+def test_prune_databases_drops_only_old_idle_leftovers(backed_up: tuple[Env, str]) -> None:
+    import psycopg
+
+    env, name = backed_up
+    r = env.run("restore", name, "--yes", "--json")
+    assert r.returncode == 0, r.stderr
+    kept = json.loads(r.stdout)["previous_kept_as"]
+    env.sql(f"CREATE DATABASE {env.dbname}_restore_20200101_000000", "postgres")  # a killed restore
+    env.sql(f"CREATE DATABASE {env.dbname}_pre_restore_20200101_000000", "postgres")
+    busy = f"{env.dbname}_restore_20200102_000000"
+    env.sql(f"CREATE DATABASE {busy}", "postgres")
+    with psycopg.connect(env.pg.dsn(busy)):  # a restore still running there
+        dry = env.run("prune-databases", "--dry-run", "--json")
+        assert dry.returncode == 0, dry.stderr
+        actions = {d["database"]: d["action"] for d in json.loads(dry.stdout)["databases"]}
+        assert actions[kept] == "keep"  # newer than 7 days
+        assert actions[busy] == "keep"
+        assert actions[f"{env.dbname}_restore_20200101_000000"] == "drop"
+        assert env.run("prune-databases").returncode == 10  # no terminal, no --yes
+        r = env.run("prune-databases", "--yes")
+        assert r.returncode == 0, r.stderr
+    left = env.databases()
+    assert kept in left and busy in left and env.dbname in left
+    assert f"{env.dbname}_restore_20200101_000000" not in left
+    assert f"{env.dbname}_pre_restore_20200101_000000" not in left
+
+
+def test_restore_swaps_even_with_the_application_connected(backed_up: tuple[Env, str]) -> None:
+    import psycopg
+
+    env, name = backed_up
+    before = table_checksums(env.pg.dsn(env.dbname))
+    app = psycopg.connect(env.pg.dsn(env.dbname), autocommit=True)
+    try:
+        env.sql("DELETE FROM notes")
+        r = env.run("restore", name, "--yes")
+        assert r.returncode == 0, r.stderr
+        with pytest.raises(psycopg.OperationalError):
+            app.execute("SELECT 1")  # its session was ended for the swap
+    finally:
+        app.close()
+    assert table_checksums(env.pg.dsn(env.dbname)) == before

@@ -192,6 +192,44 @@ def prune(
     )
 
 
+@app.command("prune-databases")
+def prune_databases(
+    keep_days: Annotated[
+        int, typer.Option("--keep-days", min=0, help="Drop leftovers older than this.")
+    ] = 7,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be dropped; drop nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Drop databases left by restores: DB_pre_restore_* (replaced) and DB_restore_* (killed).
+
+    Databases with open sessions are never dropped.
+    """
+    from rfbackup.prune_databases import prune_databases as run
+
+    s = settings(env)
+    if not dry_run and not yes:
+        preview = [d.name for d in run(s, keep_days, dry_run=True) if d.drop]
+        if preview:
+            question = f"Drop {len(preview)} database(s): {', '.join(preview)}?"
+            if not sys.stdin.isatty():
+                raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
+            if not typer.confirm(question, default=False, err=True):
+                raise Aborted("nothing was dropped")
+    decisions = run(s, keep_days, dry_run=dry_run)
+    if as_json:
+        print_json({"dry_run": dry_run, "databases": [d.to_dict() for d in decisions]})
+        return
+    verb = "would drop" if dry_run else "dropped"
+    for d in decisions:
+        typer.echo(f"{d.name}\t{d.kind}\t{verb if d.drop else 'keep'}: {d.reason}")
+    if not decisions:
+        typer.echo("no databases left by restores", err=True)
+
+
 @schedule_app.command("crontab")
 def crontab(
     directory: Annotated[
