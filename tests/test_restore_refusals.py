@@ -217,3 +217,36 @@ def test_restore_swaps_even_with_the_application_connected(backed_up: tuple[Env,
     finally:
         app.close()
     assert table_checksums(env.pg.dsn(env.dbname)) == before
+
+
+@pytest.mark.parametrize("answer", ["n", "y"])
+def test_confirmation_on_a_terminal(backed_up: tuple[Env, str], answer: str) -> None:
+    from conftest import RFBACKUP
+
+    env, name = backed_up
+    before = snapshot(env)
+    env.sql("DELETE FROM notes")
+    changed = snapshot(env)
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(
+            [*RFBACKUP, "restore", name],
+            cwd=env.cwd,
+            env=env.vars,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(master, f"{answer}\n".encode())
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert f"into database '{env.dbname}' on 127.0.0.1" in err  # the prompt names both
+    if answer == "n":
+        assert proc.returncode == 10
+        assert_untouched(env, *changed)
+    else:
+        assert proc.returncode == 0, err
+        assert table_checksums(env.pg.dsn(env.dbname)) == before[1]
