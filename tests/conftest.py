@@ -15,9 +15,10 @@ import pytest
 from rfbackup.sandbox import dataset
 from rfbackup.sandbox.compare import table_checksums
 from rfbackup.sandbox.postgres import ThrowawayPostgres
+from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
 RFBACKUP = [sys.executable, "-m", "rfbackup"]
-__all__ = ["RFBACKUP", "Env", "make_database", "schema_dump", "table_checksums"]
+__all__ = ["RFBACKUP", "Env", "make_database", "new_bucket", "schema_dump", "table_checksums"]
 _names = itertools.count(1)
 
 
@@ -26,6 +27,18 @@ def pg() -> Iterator[ThrowawayPostgres]:
     with ThrowawayPostgres() as cluster:
         cluster.psql("CREATE ROLE app LOGIN")
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[ThrowawayS3]:
+    with ThrowawayS3() as server:
+        yield server
+
+
+def new_bucket(server: ThrowawayS3) -> str:
+    name = f"rfb-{next(_names)}-{os.getpid()}"
+    server.create_bucket(name)
+    return name
 
 
 @dataclass

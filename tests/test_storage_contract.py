@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import new_bucket
 
 from rfbackup.errors import NotFound, StorageError
-from rfbackup.storage import Repository, put_bytes, read_bytes
-from rfbackup.storage.local import LocalRepository
+from rfbackup.sandbox.seaweedfs import ThrowawayS3
+from rfbackup.storage import Repository, open_repository, put_bytes, read_bytes
+from rfbackup.storage.s3 import S3Settings
 
-BACKENDS: dict[str, Callable[[Path], Repository]] = {"local": lambda p: LocalRepository(p)}
+
+def s3_settings(server: ThrowawayS3, **kw: int) -> S3Settings:
+    return S3Settings(
+        endpoint_url=server.endpoint,
+        region=server.region,
+        access_key_id=server.access_key,
+        secret_access_key=server.secret_key,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["local", "s3"])
 def repo(request: pytest.FixtureRequest, tmp_path: Path) -> Repository:
-    return BACKENDS[request.param](tmp_path / "repo")
+    if request.param == "local":
+        return open_repository(str(tmp_path / "repo"))
+    server: ThrowawayS3 = request.getfixturevalue("s3")
+    return open_repository(f"s3://{new_bucket(server)}/some/prefix", s3_settings(server))
 
 
 def test_commit_makes_an_object_visible(repo: Repository) -> None:
@@ -74,3 +86,41 @@ def test_delete_and_missing(repo: Repository) -> None:
 def test_keys_cannot_escape_the_repository(repo: Repository) -> None:
     with pytest.raises(StorageError):
         repo.writer("../outside")
+
+
+def test_large_objects_stream_in_parts(repo: Repository) -> None:
+    """Bigger than one multipart part (16 MiB by default), written in uneven chunks."""
+    import hashlib
+    import os
+
+    chunk = os.urandom(3 * 1024 * 1024 + 17)
+    w = repo.writer("big")
+    for _ in range(7):
+        w.write(chunk)
+    w.commit()
+    with repo.open("big") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    assert digest == hashlib.sha256(chunk * 7).hexdigest()
+    assert [o.size for o in repo.list(include_partial=True)] == [len(chunk) * 7]
+
+
+def test_s3_listing_and_deleting_past_one_page(s3: ThrowawayS3) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = open_repository(f"s3://{new_bucket(s3)}/p", s3_settings(s3))
+    keys = [f"wal/{i:06d}" for i in range(2500)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda k: put_bytes(repo, k, b"x"), keys))
+    assert [o.key for o in repo.list("wal/")] == keys  # 3 pages of 1,000
+    repo.delete(keys[:2400])  # 3 batch requests
+    assert [o.key for o in repo.list()] == keys[2400:]
+
+
+def test_s3_aborted_upload_leaves_no_parts(s3: ThrowawayS3) -> None:
+    repo = open_repository(f"s3://{new_bucket(s3)}", s3_settings(s3, part_size=5 * 1024 * 1024))
+    w = repo.writer("x")
+    w.write(b"y" * (11 * 1024 * 1024))  # two parts uploaded
+    assert [o.partial for o in repo.list(include_partial=True)] == [True]
+    w.abort()
+    assert list(repo.list(include_partial=True)) == []
+    assert s3.client().list_multipart_uploads(Bucket=repo.url[5:]).get("Uploads") in (None, [])

@@ -27,7 +27,7 @@ from rfbackup.pipeline import HashingSink, compressor
 from rfbackup.progress import Reporter, human_bytes
 from rfbackup.sources.postgres import roles
 from rfbackup.sources.postgres.dump import PostgresDump
-from rfbackup.storage import Repository, open_repository, put_bytes
+from rfbackup.storage import Repository, put_bytes
 from rfbackup.storage.local import LocalRepository
 
 COMPONENT = "postgres"
@@ -49,7 +49,7 @@ def backup_postgres(
     target = settings.postgres_target()
     if not target.dbname:
         raise ConfigError("no database to back up: set PGDATABASE or DATABASE_URL")
-    repo = open_repository(settings.primary_repository)
+    repo = settings.open_repository()
     what, path = repository_lock(repo)
     with exclusive(path, what):
         _remove_abandoned(repo)

@@ -48,6 +48,35 @@ class PostgresPolicy(BaseModel):
     restore_jobs: int = Field(default=2, ge=1, le=64)
 
 
+class S3Options(BaseModel):
+    """How to reach an S3 repository. Unset values fall back to the standard AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None  # server-side encryption
+    kms_key_id: str | None = None
+    part_size_mb: int = Field(default=16, ge=5, le=5120)
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+    def storage_settings(self) -> Any:
+        from rfbackup.storage.s3 import S3Settings
+
+        return S3Settings(
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            access_key_id=self.access_key_id,
+            secret_access_key=(
+                self.secret_access_key.get_secret_value() if self.secret_access_key else None
+            ),
+            sse=self.sse,
+            kms_key_id=self.kms_key_id,
+            part_size=self.part_size_mb * 1024 * 1024,
+            concurrency=self.concurrency,
+        )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RFBACKUP_",
@@ -61,6 +90,7 @@ class Settings(BaseSettings):
     repository: str | None = None
     log_file: Path | None = Path("logs/backup.log")
     postgres: PostgresPolicy = PostgresPolicy()
+    s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
     tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore
 
@@ -96,6 +126,12 @@ class Settings(BaseSettings):
     def primary_repository(self) -> str:
         """The repository URL backups of this environment go to."""
         return self.repository or str(self.backup_dir)
+
+    def open_repository(self, url: str | None = None) -> Any:
+        """The repository at ``url`` (default: this environment's primary)."""
+        from rfbackup.storage import open_repository
+
+        return open_repository(url or self.primary_repository, self.s3.storage_settings())
 
     def postgres_target(self) -> PostgresTarget:
         return PostgresTarget.from_settings(self)

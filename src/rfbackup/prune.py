@@ -11,7 +11,6 @@ from rfbackup.locks import is_locked
 from rfbackup.logs import log
 from rfbackup.naming import MANIFEST_SUFFIX, BackupName
 from rfbackup.retention import Decision, Policy, plan
-from rfbackup.storage import open_repository
 
 
 def prune(
@@ -23,7 +22,7 @@ def prune(
     include_unmanaged: bool,
     now: datetime | None = None,
 ) -> list[Decision]:
-    repo = open_repository(settings.primary_repository)
+    repo = settings.open_repository()
     lock_file = repository_lock(repo)[1]
     policy = Policy(
         keep_days=settings.postgres.keep_days if keep_days is None else keep_days,

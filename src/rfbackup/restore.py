@@ -37,7 +37,7 @@ from rfbackup.pipeline import (
 from rfbackup.progress import Reporter
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres.roles import missing_roles_script
-from rfbackup.storage import Repository, open_repository, read_bytes
+from rfbackup.storage import Repository, read_bytes
 from rfbackup.storage.local import LocalRepository
 
 STAMP = "%Y%m%d_%H%M%S"
@@ -66,7 +66,7 @@ def locate(settings: Settings, name: str) -> Located:
     elif path.is_dir():
         raise NotFound(f"{name} is a directory, not a backup file")
     else:
-        repo = open_repository(settings.primary_repository)
+        repo = settings.open_repository()
     entry = catalog.find(repo, path.name if path.is_file() else name, repository_lock(repo)[1])
     return Located(repo, entry)
 

@@ -54,10 +54,9 @@ def list_backups(
     from rfbackup import catalog
     from rfbackup.backup import repository_lock
     from rfbackup.cli.listing import table
-    from rfbackup.storage import open_repository
 
     s = settings(env, repo)
-    repository = open_repository(s.primary_repository)
+    repository = s.open_repository()
     entries = catalog.scan(repository, repository_lock(repository)[1])
     if as_json:
         print_json([e.to_dict() for e in entries])

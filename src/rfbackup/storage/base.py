@@ -38,6 +38,10 @@ class Repository(Protocol):
         """Start writing ``key``; commit makes it visible atomically, abort removes all trace."""
         ...
 
+    def put(self, key: str, data: bytes) -> None:
+        """Store a small object (a manifest) atomically; never overwrites."""
+        ...
+
     def open(self, key: str) -> BinaryIO:
         """A readable binary stream of a committed object. Raises NotFound."""
         ...
@@ -63,13 +67,7 @@ class Repository(Protocol):
 
 def put_bytes(repo: Repository, key: str, data: bytes) -> None:
     """Store a small object (a manifest) atomically."""
-    w = repo.writer(key)
-    try:
-        w.write(data)
-        w.commit()
-    except BaseException:
-        w.abort()
-        raise
+    repo.put(key, data)
 
 
 def read_bytes(repo: Repository, key: str) -> bytes:

@@ -103,6 +103,15 @@ class LocalRepository:
     def writer(self, key: str) -> LocalWriter:
         return LocalWriter(self._path(key))
 
+    def put(self, key: str, data: bytes) -> None:
+        w = self.writer(key)
+        try:
+            w.write(data)
+            w.commit()
+        except BaseException:
+            w.abort()
+            raise
+
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")

@@ -1,0 +1,323 @@
+"""A repository in an S3 bucket (AWS, or any S3-compatible server such as SeaweedFS).
+
+Writes stream into a multipart upload: parts of ``part_size`` bytes go up on a few threads
+while the next ones are produced, so memory stays at about ``part_size * (concurrency + 1)``
+whatever the size of the backup. Nothing is visible until the upload completes; a failed
+or interrupted write aborts its upload, so no parts and no partial object remain. Objects
+are never overwritten (``If-None-Match: *``).
+
+Credentials and endpoint come from the standard AWS chain (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, profiles, instance
+roles) unless the configuration gives them explicitly (the replica has its own).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rfbackup.errors import NotFound, StorageError
+from rfbackup.storage.base import ObjectInfo
+
+MIN_PART = 5 * 1024 * 1024
+MAX_PARTS = 10_000
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach one bucket. Secrets only ever go to boto3, never to logs or argv."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    sse: str | None = None  # None, "AES256" (SSE-S3) or "aws:kms" (SSE-KMS)
+    kms_key_id: str | None = None
+    part_size: int = 16 * 1024 * 1024
+    concurrency: int = 4
+    max_attempts: int = 8
+
+
+def s3_error(exc: Exception, what: str) -> StorageError:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return StorageError(f"S3 {what} failed: {err.get('Code')}: {err.get('Message')}")
+    return StorageError(f"S3 {what} failed: {exc}")
+
+
+class S3Writer:
+    def __init__(self, repo: S3Repository, key: str) -> None:
+        self.repo = repo
+        self.key = key
+        self.full = repo.full_key(key)
+        self._buf = bytearray()
+        self._pending: deque[Future[dict[str, Any]]] = deque()
+        self._parts: list[dict[str, Any]] = []
+        self._part_size = repo.settings.part_size
+        # Start the upload now: an unreachable bucket fails before any work is done, and
+        # the write shows as in progress in listings from its first moment.
+        try:
+            resp = repo.client.create_multipart_upload(
+                Bucket=repo.bucket, Key=self.full, **repo.sse_args()
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"upload of {repo.describe(key)}") from None
+        self._upload_id: str | None = resp["UploadId"]
+        self._pool = ThreadPoolExecutor(repo.settings.concurrency, thread_name_prefix="s3-part")
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._buf += data
+        while len(self._buf) >= self._part_size:
+            part = bytes(self._buf[: self._part_size])
+            del self._buf[: self._part_size]
+            self._upload(part)
+        return len(data)
+
+    def _upload(self, body: bytes) -> None:
+        if self._upload_id is None:
+            raise StorageError(f"write to {self.repo.describe(self.key)} after commit or abort")
+        number = len(self._parts) + len(self._pending) + 1
+        if number > MAX_PARTS:
+            raise StorageError(f"{self.key}: more than {MAX_PARTS} parts; raise part_size")
+        if number % 1000 == 0:  # parts grow with the object: 10,000 parts cover several TB
+            self._part_size *= 2
+        self._pending.append(self._pool.submit(self._put_part, number, body))
+        while len(self._pending) >= self.repo.settings.concurrency:
+            self._parts.append(self._pending.popleft().result())
+
+    def _put_part(self, number: int, body: bytes) -> dict[str, Any]:
+        try:
+            resp = self.repo.client.upload_part(
+                Bucket=self.repo.bucket,
+                Key=self.full,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"upload of {self.repo.describe(self.key)}") from None
+        return {"ETag": resp["ETag"], "PartNumber": number}
+
+    def commit(self) -> None:
+        where = self.repo.describe(self.key)
+        try:
+            if self._buf or not (self._parts or self._pending):
+                self._upload(bytes(self._buf))  # the last part may be smaller than 5 MiB
+            self._buf.clear()
+            while self._pending:
+                self._parts.append(self._pending.popleft().result())
+            if self.repo.stat(self.key) is not None:
+                raise StorageError(f"{where} already exists; refusing to overwrite it")
+            self.repo.client.complete_multipart_upload(
+                Bucket=self.repo.bucket,
+                Key=self.full,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+            )
+            self._upload_id = None
+        except (ClientError, BotoCoreError) as exc:
+            self.abort()
+            raise s3_error(exc, f"upload of {where}") from None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        for fut in self._pending:
+            fut.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+        self._buf.clear()
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            # If the server is gone, `rfbackup list` shows the upload as abandoned and the
+            # next run aborts it.
+            with contextlib.suppress(ClientError, BotoCoreError):
+                self.repo.client.abort_multipart_upload(
+                    Bucket=self.repo.bucket, Key=self.full, UploadId=upload_id
+                )
+
+
+class _BodyReader(io.RawIOBase):
+    """A botocore StreamingBody as a raw binary stream (readinto), for io.BufferedReader."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._body.read(len(b))
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def close(self) -> None:
+        self._body.close()
+        super().close()
+
+
+class S3Repository:
+    layout = "component"
+
+    def __init__(self, bucket: str, prefix: str, settings: S3Settings) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.settings = settings
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        session = boto3.session.Session(
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+            region_name=settings.region,
+        )
+        self.client = session.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            config=Config(
+                retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+                max_pool_connections=max(10, settings.concurrency * 2),
+                connect_timeout=10,
+                read_timeout=120,
+            ),
+        )
+
+    def full_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative(self, full: str) -> str:
+        return full[len(self.prefix) + 1 :] if self.prefix else full
+
+    def sse_args(self) -> dict[str, str]:
+        if self.settings.sse is None:
+            return {}
+        args = {"ServerSideEncryption": self.settings.sse}
+        if self.settings.kms_key_id:
+            args["SSEKMSKeyId"] = self.settings.kms_key_id
+        return args
+
+    def writer(self, key: str) -> S3Writer:
+        return S3Writer(self, key)
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.full_key(key),
+                Body=data,
+                IfNoneMatch="*",
+                **self.sse_args(),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise StorageError(
+                    f"{self.describe(key)} already exists; refusing to overwrite it"
+                ) from None
+            raise s3_error(exc, f"upload of {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, f"upload of {self.describe(key)}") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise NotFound(f"{self.describe(key)} does not exist") from None
+            raise s3_error(exc, f"read of {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, f"read of {self.describe(key)}") from None
+        return io.BufferedReader(_BodyReader(resp["Body"]), 1024 * 1024)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise s3_error(exc, f"stat of {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, f"stat of {self.describe(key)}") from None
+        return ObjectInfo(key, int(resp["ContentLength"]), resp["LastModified"])
+
+    def list(self, prefix: str = "", include_partial: bool = False) -> Iterator[ObjectInfo]:
+        full_prefix = self.full_key(prefix) if self.prefix else prefix
+        found: builtins.list[ObjectInfo] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full_prefix
+            )
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    found.append(
+                        ObjectInfo(
+                            self._relative(obj["Key"]), int(obj["Size"]), obj["LastModified"]
+                        )
+                    )
+            if include_partial:
+                uploads = self.client.get_paginator("list_multipart_uploads").paginate(
+                    Bucket=self.bucket, Prefix=full_prefix
+                )
+                for page in uploads:
+                    for up in page.get("Uploads", []):
+                        found.append(
+                            ObjectInfo(self._relative(up["Key"]), 0, up["Initiated"], True)
+                        )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"listing of {self.url}") from None
+        yield from sorted(found, key=lambda o: (o.key, o.partial))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        batch: builtins.list[str] = []
+        for key in keys:
+            batch.append(self.full_key(key))
+            if len(batch) == 1000:
+                self._delete_batch(batch)
+                batch = []
+        if batch:
+            self._delete_batch(batch)
+
+    def _delete_batch(self, full_keys: builtins.list[str]) -> None:
+        try:
+            resp = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in full_keys], "Quiet": True},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"delete in {self.url}") from None
+        errors = resp.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise StorageError(
+                f"S3 delete failed for {len(errors)} object(s), e.g. {first.get('Key')}: "
+                f"{first.get('Code')}"
+            )
+
+    def discard_partial(self, key: str) -> None:
+        full = self.full_key(key)
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    if up["Key"] == full:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=full, UploadId=up["UploadId"]
+                        )
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"abort of {self.describe(key)}") from None
+
+    def describe(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.full_key(key)}"
