@@ -38,6 +38,16 @@ def test_list_table_marks_unverified_files(env: Env) -> None:
 
 def test_production_names_and_crontab(env: Env) -> None:
     r = env.run("backup", "postgres", "--env", "production")
+    assert r.returncode == 3  # production refuses to write a plaintext backup by default
+    assert "must be encrypted" in r.stderr
+    assert env.data_files() == []
+    r = env.run(
+        "backup",
+        "postgres",
+        "--env",
+        "production",
+        RFBACKUP_ENCRYPTION__ALLOW_UNENCRYPTED_PRODUCTION="true",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("backup_prod_") and r.stdout.strip().endswith(".sql.gz")
     listed = json.loads(env.run("list", "--json").stdout)

@@ -1,10 +1,12 @@
 """Taking a PostgreSQL logical backup, all or nothing.
 
-    lock -> pg_dump (snapshot) -> compress -> sha256 -> repository -> roles -> manifest LAST
+    lock -> pg_dump (snapshot) -> compress -> [age encrypt] -> sha256 -> repository
+         -> roles -> manifest LAST
 
 Any failure (pg_dump exit, broken stream, full disk, SIGINT/SIGTERM) aborts the writes, so
-no data file and no manifest remain. A crash (kill -9) can leave only a hidden partial file,
-which is never listed as a backup and is removed by the next run.
+no data object and no manifest remain. A crash (kill -9) can leave only a partial write
+(a hidden ``.partial`` file, or an unfinished multipart upload), which is never listed as a
+backup and is removed by the next run.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import deflate
 
@@ -23,7 +26,7 @@ from rfbackup.locks import exclusive, lock_path
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
-from rfbackup.pipeline import HashingSink, compressor
+from rfbackup.pipeline import HashingSink, Sink, compressor
 from rfbackup.progress import Reporter, human_bytes
 from rfbackup.sources.postgres import roles
 from rfbackup.sources.postgres.dump import PostgresDump
@@ -41,7 +44,10 @@ def repository_lock(repo: Repository, component: str = COMPONENT) -> tuple[str, 
 
 
 def backup_postgres(
-    settings: Settings, dump_format: str = "plain", compression: str | None = None
+    settings: Settings,
+    dump_format: str = "plain",
+    compression: str | None = None,
+    repo: Repository | None = None,
 ) -> Manifest:
     policy = settings.postgres
     compression = compression or policy.compression
@@ -49,18 +55,23 @@ def backup_postgres(
     target = settings.postgres_target()
     if not target.dbname:
         raise ConfigError("no database to back up: set PGDATABASE or DATABASE_URL")
-    repo = settings.open_repository()
+    recipients = settings.backup_recipients()
+    repo = repo or settings.open_repository()
     what, path = repository_lock(repo)
     with exclusive(path, what):
         _remove_abandoned(repo)
-        name = _unused_name(repo, settings, dump_format, compression)
-        return _run(settings, repo, name, dump_format, compression, level)
+        name = _unused_name(repo, settings, dump_format, compression, bool(recipients))
+        return _run(settings, repo, name, dump_format, compression, level, recipients)
 
 
-def _unused_name(repo: Repository, settings: Settings, fmt: str, compression: str) -> BackupName:
+def _unused_name(
+    repo: Repository, settings: Settings, fmt: str, compression: str, encrypted: bool
+) -> BackupName:
     """Names have one-second resolution: wait for the next second rather than overwrite."""
     while True:
-        name = BackupName.new(settings.env, fmt, compression, datetime.now(UTC))
+        name = BackupName.new(
+            settings.env, fmt, compression, datetime.now(UTC), encrypted, repo.layout
+        )
         if all(repo.stat(k) is None for k in (name.key, name.manifest_key, name.roles_key)):
             return name
         time.sleep(0.2)
@@ -80,23 +91,31 @@ def _run(
     fmt: str,
     compression: str,
     level: int,
+    recipients: list[str],
 ) -> Manifest:
+    from rfbackup.encryption import Encryptor, parse_recipients
+
     target = settings.postgres_target()
+    age = parse_recipients(recipients)
     started = datetime.now(UTC)
     t0 = time.monotonic()
     log.info(
-        "backup %s of %s started (%s, %s level %d)",
+        "backup %s of %s to %s started (%s, %s level %d%s)",
         name.key,
         target.display,
+        repo.url,
         fmt,
         compression,
         level,
+        ", age-encrypted" if age else "",
     )
     committed: list[str] = []
     try:
         with PostgresDump(target, fmt) as dump:
             writer = repo.writer(name.key)
-            sink = HashingSink(writer)
+            hashed = HashingSink(writer)
+            encryptor = Encryptor(hashed, age) if age else None
+            sink: Sink = encryptor or hashed
             comp = compressor(compression, sink, level, settings.postgres.compression_threads)
             try:
                 with Reporter(f"dumping {dump.info.database['name']}", dump.size_estimate) as p:
@@ -104,26 +123,29 @@ def _run(
                         comp.write(chunk)
                         p.advance(len(chunk))
                 comp.finish()
+                if encryptor is not None:
+                    encryptor.finish()
                 info = dump.finish()
                 writer.commit()
             except BaseException:
                 comp.abort()
+                if encryptor is not None:
+                    encryptor.abort()
                 writer.abort()
                 raise
             committed.append(name.key)
-        roles_record = _store_roles(repo, name, target, info.database["name"], committed)
-        finished = datetime.now(UTC)
+        roles_record = _store_roles(repo, name, target, info.database["name"], age, committed)
         manifest = Manifest(
             name=name.key,
             component=COMPONENT,
             environment=settings.env.value,
             tool_version=__version__,
             started_at=started.isoformat(),
-            finished_at=finished.isoformat(),
+            finished_at=datetime.now(UTC).isoformat(),
             duration_seconds=round(time.monotonic() - t0, 3),
             compression=compression,
             compression_level=level,
-            data=StoredFile(name.key, sink.sha256, sink.size, comp.raw_bytes),
+            data=StoredFile(name.key, hashed.sha256, hashed.size, comp.raw_bytes),
             database=info.database,
             dump={
                 "format": fmt,
@@ -132,6 +154,7 @@ def _run(
             },
             row_counts=info.row_counts,
             roles=roles_record,
+            encryption={"format": "age", "recipients": recipients} if age else {},
         )
         put_bytes(repo, name.manifest_key, manifest.to_json())  # the commit point
     except BaseException:
@@ -141,22 +164,31 @@ def _run(
         "backup %s done: %s raw -> %s stored in %.1f s, %d tables, sha256 %s",
         name.key,
         human_bytes(comp.raw_bytes),
-        human_bytes(sink.size),
+        human_bytes(hashed.size),
         manifest.duration_seconds,
         len(info.row_counts),
-        sink.sha256[:16],
+        hashed.sha256[:16],
     )
     return manifest
 
 
 def _store_roles(
-    repo: Repository, name: BackupName, target: PostgresTarget, dbname: str, committed: list[str]
+    repo: Repository,
+    name: BackupName,
+    target: PostgresTarget,
+    dbname: str,
+    age: list[Any],
+    committed: list[str],
 ) -> dict[str, object]:
     script, reason = roles.capture(target, dbname)
     if script is None:
         log.warning("roles not captured (%s); restore onto a new server needs them created", reason)
         return {"captured": False, "reason": reason}
     data = bytes(deflate.gzip_compress(script, 6))
+    if age:
+        import pyrage
+
+        data = pyrage.encrypt(data, age)
     put_bytes(repo, name.roles_key, data)
     committed.append(name.roles_key)
     return {

@@ -70,7 +70,7 @@ def scan(repo: Repository, lock_file: Path | None = None) -> list[Entry]:
     for obj in objects:
         key = obj.key
         parsed = BackupName.parse(key)
-        env = parsed.env.value if parsed else None
+        env = parsed.env.value if parsed and parsed.env else None
         created = parsed.stamp if parsed else obj.modified
         if obj.partial:
             running = lock_file is not None and is_locked(lock_file)

@@ -14,11 +14,12 @@ import os
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -77,6 +78,33 @@ class S3Options(BaseModel):
         )
 
 
+class EncryptionOptions(BaseModel):
+    """Client-side age encryption. Backups need only public keys; restores the identity file."""
+
+    recipients: Annotated[list[str], NoDecode] = []  # age1... (comma or space separated)
+    recipients_file: Path | None = None  # one age1... per line, like `age -R`
+    identity_file: Path | None = None  # AGE-SECRET-KEY-1..., for restores only
+    allow_unencrypted_production: bool = False
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        return value
+
+    def recipient_keys(self) -> list[str]:
+        keys = list(self.recipients)
+        if self.recipients_file is not None:
+            try:
+                keys += self.recipients_file.read_text().split()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read recipients file {self.recipients_file}: {exc.strerror}"
+                ) from None
+        return [k for k in keys if k and not k.startswith("#")]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RFBACKUP_",
@@ -91,6 +119,7 @@ class Settings(BaseSettings):
     log_file: Path | None = Path("logs/backup.log")
     postgres: PostgresPolicy = PostgresPolicy()
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
+    encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
     pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
     tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore
 
@@ -135,6 +164,20 @@ class Settings(BaseSettings):
 
     def postgres_target(self) -> PostgresTarget:
         return PostgresTarget.from_settings(self)
+
+    def backup_recipients(self) -> list[str]:
+        """The age recipients to encrypt to; refuses plaintext production backups."""
+        keys = self.encryption.recipient_keys()
+        if (
+            not keys
+            and self.env is Environment.production
+            and not self.encryption.allow_unencrypted_production
+        ):
+            raise ConfigError(
+                "production backups must be encrypted: set RFBACKUP_ENCRYPTION__RECIPIENTS "
+                "(age1... public keys), or RFBACKUP_ENCRYPTION__ALLOW_UNENCRYPTED_PRODUCTION=true"
+            )
+        return keys
 
 
 _LIBPQ_KEYS = ("host", "port", "user", "dbname")

@@ -40,6 +40,7 @@ class Manifest:
     dump: dict[str, Any] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
     roles: dict[str, Any] = field(default_factory=dict)
+    encryption: dict[str, Any] = field(default_factory=dict)  # {"format": "age", "recipients"}
     status: str = STATUS_DONE
     format: str = FORMAT
 

@@ -17,6 +17,8 @@ from rfbackup.config import Environment
 
 MANIFEST_SUFFIX = ".manifest.json"
 ROLES_SUFFIX = ".roles.sql.gz"
+AGE_SUFFIX = ".age"
+COMPONENT_PREFIX = "postgres/"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 
 _ENV_TAG = {Environment.production: "prod_", Environment.staging: "staging_"}
@@ -29,24 +31,33 @@ EXTENSIONS = {
     ("custom", "gzip"): ".dump.gz",
     ("custom", "zstd"): ".dump.zst",
 }
-_NAME_RE = re.compile(
-    r"^backup_(?:(?P<tag>prod|staging)_)?(?P<stamp>\d{8}_\d{6})(?P<ext>\.(?:sql|dump)(?:\.gz|\.zst)?)$"
-)
+_EXT = r"(?P<ext>\.(?:sql|dump)(?:\.gz|\.zst)?)(?P<age>\.age)?"
+_FLAT_RE = re.compile(rf"^backup_(?:(?P<tag>prod|staging)_)?(?P<stamp>\d{{8}}_\d{{6}}){_EXT}$")
+_COMPONENT_RE = re.compile(rf"^(?:.*/)?postgres/(?P<stamp>\d{{8}}_\d{{6}}){_EXT}$")
 
 
 @dataclass(frozen=True)
 class BackupName:
-    env: Environment
+    """``layout`` "flat" is the runbook's local folder (``backup_[prod_]STAMP.sql.gz``);
+    "component" is its S3 layout (``postgres/STAMP.sql.gz``), where the environment lives in
+    the manifest (and usually in the bucket) rather than the name."""
+
+    env: Environment | None
     stamp: datetime
     ext: str
+    encrypted: bool = False
+    layout: str = "flat"
 
     @property
     def key(self) -> str:
-        return f"backup_{_ENV_TAG.get(self.env, '')}{self.stamp.strftime(STAMP_FORMAT)}{self.ext}"
+        return self.stem + self.ext + (AGE_SUFFIX if self.encrypted else "")
 
     @property
     def stem(self) -> str:
-        return self.key[: -len(self.ext)]
+        stamp = self.stamp.strftime(STAMP_FORMAT)
+        if self.layout == "component":
+            return f"{COMPONENT_PREFIX}{stamp}"
+        return f"backup_{_ENV_TAG.get(self.env, '') if self.env else ''}{stamp}"
 
     @property
     def manifest_key(self) -> str:
@@ -54,7 +65,7 @@ class BackupName:
 
     @property
     def roles_key(self) -> str:
-        return self.stem + ROLES_SUFFIX
+        return self.stem + ROLES_SUFFIX + (AGE_SUFFIX if self.encrypted else "")
 
     @property
     def compression(self) -> str | None:
@@ -69,21 +80,34 @@ class BackupName:
         return "custom" if self.ext.startswith(".dump") else "plain"
 
     @classmethod
-    def new(cls, env: Environment, dump_format: str, compression: str, at: datetime) -> BackupName:
-        return cls(
-            env, at.astimezone(UTC).replace(microsecond=0), EXTENSIONS[(dump_format, compression)]
-        )
+    def new(
+        cls,
+        env: Environment,
+        dump_format: str,
+        compression: str,
+        at: datetime,
+        encrypted: bool = False,
+        layout: str = "flat",
+    ) -> BackupName:
+        stamp = at.astimezone(UTC).replace(microsecond=0)
+        return cls(env, stamp, EXTENSIONS[(dump_format, compression)], encrypted, layout)
 
     @classmethod
     def parse(cls, key: str) -> BackupName | None:
         """The name of a PostgreSQL backup data file, or None for anything else."""
-        m = _NAME_RE.match(key.rsplit("/", 1)[-1])
+        m = _FLAT_RE.match(key.rsplit("/", 1)[-1])
+        layout = "flat"
+        env: Environment | None = None
+        if m is not None:
+            env = _TAG_ENV.get(m["tag"] or "", Environment.development)
+        else:
+            m = _COMPONENT_RE.match(key)
+            layout = "component"
         if m is None:
             return None
-        env = _TAG_ENV.get(m["tag"] or "", Environment.development)
         stamp = datetime.strptime(m["stamp"], STAMP_FORMAT).replace(tzinfo=UTC)
-        return cls(env, stamp, m["ext"])
+        return cls(env, stamp, m["ext"], bool(m["age"]), layout)
 
 
 def is_sidecar(key: str) -> bool:
-    return key.endswith(MANIFEST_SUFFIX) or key.endswith(ROLES_SUFFIX)
+    return key.endswith((MANIFEST_SUFFIX, ROLES_SUFFIX, ROLES_SUFFIX + AGE_SUFFIX))

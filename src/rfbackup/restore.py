@@ -9,15 +9,18 @@ Any failure before the swap drops the new database and leaves the current one as
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rfbackup import catalog
 from rfbackup.backup import repository_lock
@@ -25,7 +28,7 @@ from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import Aborted, ConfigError, IntegrityError, NotFound, RestoreError
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest
-from rfbackup.naming import BackupName
+from rfbackup.naming import AGE_SUFFIX, BackupName
 from rfbackup.pipeline import (
     DECOMPRESSION_ERRORS,
     HashingReader,
@@ -58,21 +61,65 @@ class Located:
         return self.entry.manifest
 
 
-def locate(settings: Settings, name: str) -> Located:
-    """A path to a file on disk, or a backup name in the configured repository."""
+def locate(settings: Settings, name: str, repo_url: str | None = None) -> Located:
+    """A path to a file on disk, an ``s3://bucket/prefix/KEY`` URL, or a backup name (key or
+    file name) in the configured repository."""
     path = Path(name)
-    if path.is_file():
-        repo: Repository = LocalRepository(path.parent)
-    elif path.is_dir():
+    key = name
+    if name.startswith("s3://"):
+        bucket, _, full = name.removeprefix("s3://").partition("/")
+        head, sep, tail = full.rpartition("postgres/")
+        prefix, key = (head.rstrip("/"), sep + tail) if sep else full.rpartition("/")[::2]
+        repo = settings.open_repository(f"s3://{bucket}/{prefix}".rstrip("/"))
+    elif repo_url is None and path.is_file():
+        repo = LocalRepository(path.parent)
+        key = path.name
+    elif repo_url is None and path.is_dir():
         raise NotFound(f"{name} is a directory, not a backup file")
     else:
-        repo = settings.open_repository()
-    entry = catalog.find(repo, path.name if path.is_file() else name, repository_lock(repo)[1])
-    return Located(repo, entry)
+        repo = settings.open_repository(repo_url)
+    return Located(repo, catalog.find(repo, key, repository_lock(repo)[1]))
 
 
-def verify_stored(loc: Located, allow_unverified: bool) -> None:
-    """Refuse anything that is not provably the bytes we wrote, before any database is touched."""
+def identities_for(settings: Settings, loc: Located) -> list[Any]:
+    """The age identities needed to read ``loc``, or [] when it is not encrypted."""
+    encrypted = bool(loc.manifest and loc.manifest.encryption) or loc.key.endswith(AGE_SUFFIX)
+    if not encrypted:
+        return []
+    path = settings.encryption.identity_file
+    if path is None:
+        raise ConfigError(
+            f"{loc.key} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE to the age identity"
+        )
+    from rfbackup.encryption import load_identities
+
+    return load_identities(path)
+
+
+@contextmanager
+def plaintext(loc: Located, raw: Any, identities: list[Any]) -> Iterator[IO[bytes]]:
+    """The original dump bytes from a stored stream: decrypt (if needed), then decompress."""
+    where = loc.repo.describe(loc.key)
+    try:
+        if identities:
+            from rfbackup.encryption import decrypted
+
+            with (
+                decrypted(raw, identities, where) as clear,
+                decompressed(_compression_of(loc), clear) as stream,
+            ):
+                yield stream
+        else:
+            with decompressed(_compression_of(loc), raw) as stream:
+                yield stream
+    except DECOMPRESSION_ERRORS as exc:
+        raise decompression_error(exc, where) from None
+
+
+def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -> None:
+    """Refuse anything that is not provably the bytes we wrote, before any database is touched.
+
+    For an encrypted backup, also prove the identity opens it."""
     entry, where = loc.entry, loc.repo.describe(loc.key)
     if entry.status in ("in-progress", "abandoned"):
         raise IntegrityError(f"{where} is an unfinished write, not a backup")
@@ -84,7 +131,7 @@ def verify_stored(loc: Located, allow_unverified: bool) -> None:
                 f"{where} has no manifest, so it cannot be verified; "
                 "re-run with --allow-unverified to restore it anyway"
             )
-        _test_decompress(loc)
+        _test_decompress(loc, identities)
         return
     m = entry.manifest
     with loc.repo.open(loc.key) as fh, Reporter("verifying sha256", m.data.stored_bytes) as p:
@@ -96,10 +143,11 @@ def verify_stored(loc: Located, allow_unverified: bool) -> None:
         )
     if m.roles.get("captured"):
         roles_data = read_bytes(loc.repo, m.roles["key"])
-        import hashlib
-
         if hashlib.sha256(roles_data).hexdigest() != m.roles["sha256"]:
             raise IntegrityError(f"{loc.repo.describe(m.roles['key'])} is corrupted")
+    if identities:  # a wrong key must fail here, not half way into a restore
+        with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
+            stream.read(1)
 
 
 def _compression_of(loc: Located) -> str | None:
@@ -122,15 +170,11 @@ def _dump_format(loc: Located) -> str:
     return parsed.dump_format if parsed else "plain"
 
 
-def _test_decompress(loc: Located) -> None:
+def _test_decompress(loc: Located, identities: list[Any]) -> None:
     """For files without a manifest: the whole stream must decompress (like ``gzip -t``)."""
-    where = loc.repo.describe(loc.key)
-    try:
-        with loc.repo.open(loc.key) as raw, decompressed(_compression_of(loc), raw) as stream:
-            for _ in read_chunks(stream):
-                pass
-    except DECOMPRESSION_ERRORS as exc:
-        raise decompression_error(exc, where) from None
+    with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
+        for _ in read_chunks(stream):
+            pass
 
 
 def _identifier(base: str, suffix: str) -> str:
@@ -163,10 +207,12 @@ def restore_postgres(
     confirm: Callable[[str], bool],
     allow_unverified: bool = False,
     jobs: int | None = None,
+    repo_url: str | None = None,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
-    loc = locate(settings, name)
-    verify_stored(loc, allow_unverified)
+    loc = locate(settings, name, repo_url)
+    identities = identities_for(settings, loc)
+    verify_stored(loc, allow_unverified, identities)
     m = loc.manifest
     base = settings.postgres_target()
     live = target_db or base.dbname or (m.database.get("name") if m else None)
@@ -184,7 +230,7 @@ def restore_postgres(
         work = live if target_db is not None else _identifier(live, f"_restore_{stamp}")
         if pg.database_exists(admin, work):
             raise RestoreError(f"database {work!r} already exists")
-        _create_missing_roles(loc, base, admin)
+        _create_missing_roles(loc, base, admin, identities)
         log.info("restoring %s into new database %s", loc.key, work)
         pg.create_database(admin, work, m.database if m else {})
         try:
@@ -194,6 +240,7 @@ def restore_postgres(
                 work,
                 settings.postgres.restore_jobs if jobs is None else jobs,
                 settings.tmp_dir,
+                identities,
             )
             counts = _check_counts(loc, base, work)
             kept = None
@@ -227,39 +274,47 @@ def restore_postgres(
     return result
 
 
-def _create_missing_roles(loc: Located, base: PostgresTarget, admin: Any) -> None:
+def _create_missing_roles(
+    loc: Located, base: PostgresTarget, admin: Any, identities: list[Any]
+) -> None:
     m = loc.manifest
     if m is None or not m.roles.get("captured"):
         return
-    import gzip
+    data = read_bytes(loc.repo, m.roles["key"])
+    if identities:
+        import pyrage
 
-    script = gzip.decompress(read_bytes(loc.repo, m.roles["key"])).decode()
-    todo, created = missing_roles_script(script, admin)
+        data = pyrage.decrypt(data, identities)
+    todo, created = missing_roles_script(gzip.decompress(data).decode(), admin)
     if created:
         log.info("creating roles missing on this server: %s", ", ".join(created))
         pg.run_sql_script(base, admin.info.dbname, todo)
 
 
-def _load(loc: Located, base: PostgresTarget, dbname: str, jobs: int, tmp_dir: Path | None) -> None:
+def _load(
+    loc: Located,
+    base: PostgresTarget,
+    dbname: str,
+    jobs: int,
+    tmp_dir: Path | None,
+    identities: list[Any],
+) -> None:
     m = loc.manifest
     where = loc.repo.describe(loc.key)
     total = m.data.stored_bytes if m else (loc.entry.size_bytes or None)
     with loc.repo.open(loc.key) as raw_fh, Reporter(f"restoring {dbname}", total) as p:
         raw = HashingReader(raw_fh)
-        try:
+        with plaintext(loc, raw, identities) as stream:
             if _dump_format(loc) == "custom" and jobs > 1:
-                _load_custom_parallel(loc, raw, base, dbname, jobs, tmp_dir, p.advance)
+                _load_custom_parallel(stream, raw, base, dbname, jobs, tmp_dir, p.advance)
             else:
-                with decompressed(_compression_of(loc), raw) as stream:  # type: ignore[arg-type]
-                    reader = _Counting(stream, raw, p.advance)
-                    if _dump_format(loc) == "custom":
-                        pg.load_custom(base, dbname, reader, None, 1, lambda n: None)
-                    else:
-                        pg.load_plain(base, dbname, reader, lambda n: None)
-                    for _ in read_chunks(raw):  # hash whatever trails the compressed stream
-                        pass
-        except DECOMPRESSION_ERRORS as exc:
-            raise decompression_error(exc, where) from None
+                reader = _Counting(stream, raw, p.advance)
+                if _dump_format(loc) == "custom":
+                    pg.load_custom(base, dbname, reader, None, 1, lambda n: None)
+                else:
+                    pg.load_plain(base, dbname, reader, lambda n: None)
+            for _ in read_chunks(raw):  # hash whatever trails the compressed stream
+                pass
     if m is not None and raw.sha256 != m.data.sha256:
         raise IntegrityError(f"{where} changed while it was being restored")
 
@@ -278,7 +333,7 @@ class _Counting:
 
 
 def _load_custom_parallel(
-    loc: Located,
+    stream: IO[bytes],
     raw: HashingReader,
     base: PostgresTarget,
     dbname: str,
@@ -291,14 +346,12 @@ def _load_custom_parallel(
     try:
         os.chmod(tmp_dir, 0o700)
         path = os.path.join(tmp_dir, "dump")
-        with decompressed(_compression_of(loc), raw) as stream, open(path, "wb") as out:  # type: ignore[arg-type]
+        with open(path, "wb") as out:
             seen = 0
             for chunk in read_chunks(stream):
                 out.write(chunk)
                 advance(raw.size - seen)
                 seen = raw.size
-            for _ in read_chunks(raw):  # hash whatever trails the compressed stream
-                pass
         pg.load_custom(base, dbname, None, path, jobs, lambda n: None)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -33,6 +33,7 @@ class ObjectWriter(Protocol):
 
 class Repository(Protocol):
     url: str
+    layout: str  # how backups are named here: "flat" (local folder) or "component" (S3)
 
     def writer(self, key: str) -> ObjectWriter:
         """Start writing ``key``; commit makes it visible atomically, abort removes all trace."""

@@ -91,6 +91,8 @@ class LocalWriter:
 
 
 class LocalRepository:
+    layout = "flat"
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = str(root)
