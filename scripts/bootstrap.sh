@@ -8,6 +8,7 @@ need_apt=()
 command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
 [ -x "${RFBACKUP_PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || need_apt+=(postgresql)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v age >/dev/null 2>&1 || need_apt+=(age)  # proves our .age files open with the CLI
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "bootstrap: missing system packages: ${need_apt[*]} (install them as root)" >&2
