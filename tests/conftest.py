@@ -35,6 +35,15 @@ def s3() -> Iterator[ThrowawayS3]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def s3_replica() -> Iterator[ThrowawayS3]:
+    """A second S3 server, with its own credentials: the other region."""
+    with ThrowawayS3(
+        access_key="replica-key", secret_key="replica-secret-9876543210", region="eu-west-1"
+    ) as server:
+        yield server
+
+
 def new_bucket(server: ThrowawayS3) -> str:
     name = f"rfb-{next(_names)}-{os.getpid()}"
     server.create_bucket(name)

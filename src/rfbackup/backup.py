@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import deflate
 
 from rfbackup import __version__
 from rfbackup.config import PostgresTarget, Settings
-from rfbackup.errors import ConfigError
+from rfbackup.errors import ConfigError, StorageError
 from rfbackup.locks import exclusive, lock_path
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
@@ -197,3 +198,69 @@ def _store_roles(
         "sha256": hashlib.sha256(data).hexdigest(),
         "stored_bytes": len(data),
     }
+
+
+@dataclass
+class BackupResult:
+    manifest: Manifest
+    stored_in: str
+    pending_upload: bool = False
+    replicated_to: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        m = self.manifest
+        return {
+            "name": m.name,
+            "status": m.status,
+            "sha256": m.sha256,
+            "size_bytes": m.size_bytes,
+            "raw_bytes": m.data.raw_bytes,
+            "duration_seconds": m.duration_seconds,
+            "tables": len(m.row_counts),
+            "encrypted": bool(m.encryption),
+            "repository": self.stored_in,
+            "pending_upload": self.pending_upload,
+            "replicated_to": self.replicated_to,
+        }
+
+
+def run_postgres_backup(
+    settings: Settings, dump_format: str = "plain", compression: str | None = None
+) -> BackupResult:
+    """The whole job: pending uploads, the backup, the fallback if needed, the replica."""
+    from rfbackup.replication import replicate, upload_pending
+
+    primary = settings.open_repository()
+    fallback = settings.open_fallback()
+    replica = settings.open_replica()
+    if fallback is not None:
+        try:
+            upload_pending(fallback, primary)
+        except StorageError as exc:
+            log.warning("pending backups stay in %s: %s", fallback.url, exc)
+    try:
+        manifest = backup_postgres(settings, dump_format, compression, repo=primary)
+    except StorageError as exc:
+        if fallback is None:
+            raise
+        log.warning(
+            "%s; writing the backup to the fallback folder %s instead (pending upload)",
+            exc,
+            fallback.url,
+        )
+        manifest = backup_postgres(settings, dump_format, compression, repo=fallback)
+        return BackupResult(manifest, fallback.url, pending_upload=True)
+    result = BackupResult(manifest, primary.url)
+    if replica is not None:
+        try:
+            replicate(primary, replica, manifest.name)
+            result.replicated_to = replica.url
+        except (StorageError, OSError) as exc:
+            message = (
+                f"backup {manifest.name} is stored in {primary.url}, but copying it to "
+                f"the replica {replica.url} failed: {exc}"
+            )
+            if settings.replica.required:
+                raise StorageError(message) from None
+            log.warning("%s", message)
+    return result

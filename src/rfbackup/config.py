@@ -60,6 +60,7 @@ class S3Options(BaseModel):
     kms_key_id: str | None = None
     part_size_mb: int = Field(default=16, ge=5, le=5120)
     concurrency: int = Field(default=4, ge=1, le=64)
+    max_attempts: int = Field(default=8, ge=1, le=20)  # retries on throttling, 5xx, timeouts
 
     def storage_settings(self) -> Any:
         from rfbackup.storage.s3 import S3Settings
@@ -75,7 +76,15 @@ class S3Options(BaseModel):
             kms_key_id=self.kms_key_id,
             part_size=self.part_size_mb * 1024 * 1024,
             concurrency=self.concurrency,
+            max_attempts=self.max_attempts,
         )
+
+
+class ReplicaOptions(S3Options):
+    """The cross-region copy: its own URL, endpoint, region and credentials."""
+
+    url: str | None = None  # s3://bucket/prefix in the other region
+    required: bool = True  # a failed replica copy fails the run
 
 
 class EncryptionOptions(BaseModel):
@@ -120,6 +129,8 @@ class Settings(BaseSettings):
     postgres: PostgresPolicy = PostgresPolicy()
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
+    replica: ReplicaOptions = ReplicaOptions()  # RFBACKUP_REPLICA__URL=s3://... and its access
+    fallback_dir: Path | None = None  # RFBACKUP_FALLBACK_DIR; staging defaults to backup_dir
     pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
     tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore
 
@@ -161,6 +172,28 @@ class Settings(BaseSettings):
         from rfbackup.storage import open_repository
 
         return open_repository(url or self.primary_repository, self.s3.storage_settings())
+
+    def open_replica(self) -> Any:
+        """The replica repository, or None when none is configured."""
+        if not self.replica.url:
+            return None
+        from rfbackup.storage import open_repository
+
+        return open_repository(self.replica.url, self.replica.storage_settings())
+
+    def open_fallback(self) -> Any:
+        """Where backups go when the primary S3 repository is unreachable (staging: the local
+        backup folder), or None. Only meaningful when the primary is remote."""
+        if not self.primary_repository.startswith("s3://"):
+            return None
+        folder = self.fallback_dir
+        if folder is None and self.env is Environment.staging:
+            folder = self.backup_dir
+        if folder is None:
+            return None
+        from rfbackup.storage.local import LocalRepository
+
+        return LocalRepository(folder, layout="component")
 
     def postgres_target(self) -> PostgresTarget:
         return PostgresTarget.from_settings(self)

@@ -81,6 +81,14 @@ def locate(settings: Settings, name: str, repo_url: str | None = None) -> Locate
     return Located(repo, catalog.find(repo, key, repository_lock(repo)[1]))
 
 
+def roles_key(loc: Located) -> str:
+    """The roles sidecar always sits beside its data object, wherever the pair was copied."""
+    assert loc.manifest is not None
+    folder = loc.key.rpartition("/")[0]
+    name = str(loc.manifest.roles["key"]).rpartition("/")[2]
+    return f"{folder}/{name}" if folder else name
+
+
 def identities_for(settings: Settings, loc: Located) -> list[Any]:
     """The age identities needed to read ``loc``, or [] when it is not encrypted."""
     encrypted = bool(loc.manifest and loc.manifest.encryption) or loc.key.endswith(AGE_SUFFIX)
@@ -142,9 +150,9 @@ def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -
             f"{m.data.sha256[:16]}..."
         )
     if m.roles.get("captured"):
-        roles_data = read_bytes(loc.repo, m.roles["key"])
+        roles_data = read_bytes(loc.repo, roles_key(loc))
         if hashlib.sha256(roles_data).hexdigest() != m.roles["sha256"]:
-            raise IntegrityError(f"{loc.repo.describe(m.roles['key'])} is corrupted")
+            raise IntegrityError(f"{loc.repo.describe(roles_key(loc))} is corrupted")
     if identities:  # a wrong key must fail here, not half way into a restore
         with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
             stream.read(1)
@@ -280,7 +288,7 @@ def _create_missing_roles(
     m = loc.manifest
     if m is None or not m.roles.get("captured"):
         return
-    data = read_bytes(loc.repo, m.roles["key"])
+    data = read_bytes(loc.repo, roles_key(loc))
     if identities:
         import pyrage
 

@@ -13,6 +13,7 @@ import typer
 
 from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
+from rfbackup.cli import replica as replica_cmd
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
 
@@ -24,6 +25,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(backup_cmd.app, name="backup")
+app.add_typer(replica_cmd.app, name="replica")
 schedule_app = typer.Typer(help="Scheduling helpers.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
@@ -227,6 +229,27 @@ def prune_databases(
         typer.echo(f"{d.name}\t{d.kind}\t{verb if d.drop else 'keep'}: {d.reason}")
     if not decisions:
         typer.echo("no databases left by restores", err=True)
+
+
+@app.command()
+def get(
+    backup: Annotated[str, typer.Argument(help="A backup name or s3:// URL.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to download into.")] = Path("."),
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Download a backup and its manifest unchanged (sha256 verified), e.g. from S3.
+
+    The copy can be restored with `rfbackup restore DEST/NAME`.
+    """
+    from rfbackup.download import get as download
+
+    path = download(settings(env, repo), backup, dest)
+    if as_json:
+        print_json({"path": str(path)})
+    else:
+        typer.echo(str(path))
 
 
 @schedule_app.command("crontab")

@@ -34,7 +34,7 @@ def postgres(
     Writes backup_YYYYMMDD_HHMMSS.sql.gz (production: backup_prod_...) and its manifest,
     which is written last: a backup without a manifest never happened.
     """
-    from rfbackup.backup import backup_postgres
+    from rfbackup.backup import run_postgres_backup
     from rfbackup.errors import ConfigError
 
     if dump_format not in ("plain", "custom"):
@@ -42,18 +42,8 @@ def postgres(
     if compression not in (None, "gzip", "zstd"):
         raise ConfigError(f"--compression must be gzip or zstd, not {compression!r}")
     fmt: Literal["plain", "custom"] = "custom" if dump_format == "custom" else "plain"
-    manifest = backup_postgres(settings(env, repo), fmt, compression)
+    result = run_postgres_backup(settings(env, repo), fmt, compression)
     if as_json:
-        print_json(
-            {
-                "name": manifest.name,
-                "status": manifest.status,
-                "sha256": manifest.sha256,
-                "size_bytes": manifest.size_bytes,
-                "raw_bytes": manifest.data.raw_bytes,
-                "duration_seconds": manifest.duration_seconds,
-                "tables": len(manifest.row_counts),
-            }
-        )
+        print_json(result.to_dict())
     else:
-        typer.echo(manifest.name)
+        typer.echo(result.manifest.name)

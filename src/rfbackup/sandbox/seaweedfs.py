@@ -96,6 +96,9 @@ class ThrowawayS3:
                 f"-volume.port.grpc={free_port()}",
                 f"-filer.port.grpc={free_port()}",
                 f"-s3.port.grpc={free_port()}",
+                # Side services default to fixed ports, so two servers would clash.
+                f"-s3.port.iceberg={free_port()}",
+                f"-s3.port.lance={free_port()}",
             ],
             cwd=self.root,
             stdout=open(self.root / "weed.log", "ab"),  # noqa: SIM115
@@ -113,7 +116,10 @@ class ThrowawayS3:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"weed exited; see {self.root / 'weed.log'}")
             try:
-                client.create_bucket(Bucket="rfbackup-ready-probe")
+                if "rfbackup-ready-probe" not in {
+                    b["Name"] for b in client.list_buckets().get("Buckets", [])
+                }:
+                    client.create_bucket(Bucket="rfbackup-ready-probe")
                 client.put_object(Bucket="rfbackup-ready-probe", Key="probe", Body=b"ok")
                 return
             except Exception as exc:  # not ready yet

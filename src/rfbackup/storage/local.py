@@ -91,11 +91,10 @@ class LocalWriter:
 
 
 class LocalRepository:
-    layout = "flat"
-
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, layout: str = "flat") -> None:
         self.root = root
         self.url = str(root)
+        self.layout = layout  # "component" when standing in for an S3 repository (fallback)
 
     def _path(self, key: str) -> Path:
         if key.startswith("/") or ".." in Path(key).parts:

@@ -1,0 +1,45 @@
+"""``rfbackup get``: a backup downloaded unchanged, with its sidecars, sha256 checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rfbackup.config import Settings
+from rfbackup.errors import IntegrityError
+from rfbackup.logs import log
+from rfbackup.pipeline import HashingSink, read_chunks
+from rfbackup.progress import Reporter
+from rfbackup.replication import backup_keys
+from rfbackup.restore import locate
+from rfbackup.storage.local import LocalRepository
+
+
+def get(settings: Settings, name: str, dest: Path) -> Path:
+    """Copy a backup's objects into folder ``dest`` (file names kept); returns the data file."""
+    loc = locate(settings, name)
+    entry = loc.entry
+    if not entry.good or entry.manifest is None:
+        raise IntegrityError(f"{loc.repo.describe(loc.key)} is not a good backup ({entry.status})")
+    target = LocalRepository(dest)
+    folder = loc.key.rpartition("/")[0]
+    for key in backup_keys(entry):
+        local_name = key.rpartition("/")[2]
+        writer = target.writer(local_name)
+        try:
+            sink = HashingSink(writer)
+            with (
+                loc.repo.open(f"{folder}/{local_name}" if folder else local_name) as fh,
+                Reporter(f"downloading {local_name}", None) as p,
+            ):
+                for chunk in read_chunks(fh, 8 * 1024 * 1024):
+                    sink.write(chunk)
+                    p.advance(len(chunk))
+            if key == entry.name and sink.sha256 != entry.manifest.sha256:
+                raise IntegrityError(f"{loc.repo.describe(key)} is corrupted: sha256 mismatch")
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+    path = dest / entry.name.rpartition("/")[2]
+    log.info("downloaded %s to %s (sha256 verified)", loc.repo.describe(entry.name), path)
+    return path

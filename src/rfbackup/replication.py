@@ -1,0 +1,132 @@
+"""Copies between repositories: the cross-region replica, and the staging fallback.
+
+A backup is copied object by object, sidecars first and the manifest last, so a copy
+interrupted half way is never taken for a backup on the other side. ``check`` compares the
+two sides by key, size and the manifests' sha256; ``sync`` repairs what differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rfbackup.catalog import Entry, scan
+from rfbackup.errors import StorageError
+from rfbackup.logs import log
+from rfbackup.naming import MANIFEST_SUFFIX
+from rfbackup.pipeline import read_chunks
+from rfbackup.storage import ObjectInfo, Repository
+
+
+def backup_keys(entry: Entry) -> list[str]:
+    """A backup's objects in the order they must be copied: data, roles, manifest last."""
+    keys = [entry.name]
+    m = entry.manifest
+    if m is not None and m.roles.get("key"):
+        keys.append(str(m.roles["key"]))
+    return [*keys, entry.name + MANIFEST_SUFFIX]
+
+
+def copy_object(src: Repository, dst: Repository, key: str) -> None:
+    writer = dst.writer(key)
+    try:
+        with src.open(key) as fh:
+            for chunk in read_chunks(fh, 8 * 1024 * 1024):
+                writer.write(chunk)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def copy_backup(src: Repository, dst: Repository, entry: Entry) -> None:
+    for key in backup_keys(entry):
+        if dst.stat(key) is None:
+            copy_object(src, dst, key)
+
+
+@dataclass
+class Difference:
+    name: str
+    problem: str  # missing | different | extra
+    detail: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "problem": self.problem, "detail": self.detail}
+
+
+@dataclass
+class Comparison:
+    checked: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.problem != "extra" for d in self.differences)
+
+
+def compare(primary: Repository, replica: Repository) -> Comparison:
+    """Every good backup of the primary must be on the replica with the same bytes."""
+    mine = {e.name: e for e in scan(primary) if e.good}
+    theirs = {e.name: e for e in scan(replica)}
+    objects = {o.key: o for o in replica.list()}
+    result = Comparison(checked=len(mine))
+    for name, entry in sorted(mine.items()):
+        other = theirs.get(name)
+        missing = [k for k in backup_keys(entry) if k not in objects]
+        if missing:
+            result.differences.append(Difference(name, "missing", ", ".join(missing)))
+            continue
+        assert other is not None and entry.manifest is not None
+        if other.manifest is None or other.manifest.sha256 != entry.manifest.sha256:
+            result.differences.append(Difference(name, "different", "sha256 differs"))
+        elif _size(objects, name) != entry.manifest.data.stored_bytes or not other.good:
+            result.differences.append(
+                Difference(name, "different", other.problem or "size differs")
+            )
+    for name in sorted(set(theirs) - set(mine)):
+        result.differences.append(Difference(name, "extra", "only on the replica"))
+    return result
+
+
+def _size(objects: dict[str, ObjectInfo], key: str) -> int:
+    return objects[key].size
+
+
+def sync(primary: Repository, replica: Repository, dry_run: bool) -> Comparison:
+    """Copy what the replica lacks; replace what differs. Returns what was found."""
+    found = compare(primary, replica)
+    entries = {e.name: e for e in scan(primary) if e.good}
+    for diff in found.differences:
+        if diff.problem == "extra":
+            continue
+        entry = entries[diff.name]
+        if dry_run:
+            log.info("would copy %s to %s (%s)", diff.name, replica.url, diff.problem)
+            continue
+        if diff.problem == "different":
+            replica.delete(reversed(backup_keys(entry)))  # manifest first: never half a backup
+        copy_backup(primary, replica, entry)
+        log.info("copied %s to %s (%s)", diff.name, replica.url, diff.problem)
+    return found
+
+
+def replicate(primary: Repository, replica: Repository, name: str) -> None:
+    """After a backup: put the same objects on the replica."""
+    entry = next((e for e in scan(primary) if e.name == name), None)
+    if entry is None or not entry.good:
+        raise StorageError(f"cannot replicate {name}: not a good backup on {primary.url}")
+    copy_backup(primary, replica, entry)
+    log.info("replicated %s to %s", name, replica.url)
+
+
+def upload_pending(fallback: Repository, primary: Repository) -> list[str]:
+    """Move backups written to the fallback folder (primary was down) to the primary."""
+    moved = []
+    for entry in scan(fallback):
+        if not entry.good:
+            continue
+        copy_backup(fallback, primary, entry)
+        fallback.delete(reversed(backup_keys(entry)))
+        moved.append(entry.name)
+        log.info("uploaded %s from the fallback folder to %s", entry.name, primary.url)
+    return moved

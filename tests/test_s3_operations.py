@@ -1,0 +1,197 @@
+"""Replica, fallback, outages and downloads against real S3 servers (SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from conftest import Env, new_bucket, table_checksums
+from test_backup_faults import _scan_argv, shim_bin
+from test_s3_backups import keypair
+
+from rfbackup.sandbox.postgres import free_port
+from rfbackup.sandbox.seaweedfs import ThrowawayS3
+
+
+def replica_env(replica: ThrowawayS3, bucket: str) -> dict[str, str]:
+    return {
+        "RFBACKUP_REPLICA__URL": f"s3://{bucket}/dr",
+        "RFBACKUP_REPLICA__ENDPOINT_URL": replica.endpoint,
+        "RFBACKUP_REPLICA__REGION": replica.region,
+        "RFBACKUP_REPLICA__ACCESS_KEY_ID": replica.access_key,
+        "RFBACKUP_REPLICA__SECRET_ACCESS_KEY": replica.secret_key,
+    }
+
+
+def test_replica_receives_every_backup_and_repairs(
+    env: Env, s3: ThrowawayS3, s3_replica: ThrowawayS3
+) -> None:
+    primary, dr = new_bucket(s3), new_bucket(s3_replica)
+    extra = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{primary}/rf", **replica_env(s3_replica, dr)}
+    names = []
+    for _ in range(2):
+        r = env.run("backup", "postgres", "--json", **extra)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["replicated_to"] == f"s3://{dr}/dr"
+        names.append(doc["name"])
+    check = env.run("replica", "check", "--json", **extra)
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["checked"] == 2 and json.loads(check.stdout)["ok"]
+
+    # The replica loses one data object: detected, then repaired.
+    s3_replica.client().delete_object(Bucket=dr, Key=f"dr/{names[0]}")
+    check = env.run("replica", "check", "--json", **extra)
+    assert check.returncode == 6
+    diffs = json.loads(check.stdout)["differences"]
+    assert [(d["name"], d["problem"]) for d in diffs] == [(names[0], "missing")]
+    dry = env.run("replica", "sync", "--dry-run", **extra)
+    assert dry.returncode == 0 and env.run("replica", "check", **extra).returncode == 6
+    sync = env.run("replica", "sync", **extra)
+    assert sync.returncode == 0, sync.stderr
+    assert env.run("replica", "check", **extra).returncode == 0
+    # What the replica holds restores, byte for byte the same data.
+    r = env.run(
+        "restore",
+        f"s3://{dr}/dr/{names[0]}",
+        "--yes",
+        "--target-db",
+        f"{env.dbname}_dr",
+        **{**extra, **s3_replica.env()},
+    )
+    assert r.returncode == 0, r.stderr
+    assert table_checksums(env.pg.dsn(f"{env.dbname}_dr")) == table_checksums(
+        env.pg.dsn(env.dbname)
+    )
+
+
+def test_replica_failure_fails_the_run_but_keeps_the_primary(env: Env, s3: ThrowawayS3) -> None:
+    primary = new_bucket(s3)
+    dead = f"http://127.0.0.1:{free_port()}"
+    extra = {
+        **s3.env(),
+        "RFBACKUP_REPOSITORY": f"s3://{primary}/rf",
+        "RFBACKUP_REPLICA__URL": "s3://nowhere/dr",
+        "RFBACKUP_REPLICA__ENDPOINT_URL": dead,
+        "RFBACKUP_REPLICA__MAX_ATTEMPTS": "1",
+    }
+    r = env.run("backup", "postgres", **extra)
+    assert r.returncode == 8
+    assert "replica" in r.stderr and "failed" in r.stderr
+    listed = json.loads(env.run("list", "--json", **extra).stdout)
+    assert [e["status"] for e in listed] == ["ok"]
+    r = env.run("backup", "postgres", RFBACKUP_REPLICA__REQUIRED="false", **extra)
+    assert r.returncode == 0, r.stderr
+
+
+def test_staging_fallback_when_primary_is_down(env: Env, s3: ThrowawayS3) -> None:
+    bucket = new_bucket(s3)
+    down = {
+        **s3.env(),
+        "RFBACKUP_ENV": "staging",
+        "RFBACKUP_REPOSITORY": f"s3://{bucket}/rf",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "RFBACKUP_S3__MAX_ATTEMPTS": "1",
+    }
+    r = env.run("backup", "postgres", "--json", **down)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["pending_upload"] is True and doc["repository"] == "backups"
+    assert (env.backups / doc["name"]).exists()
+    assert (env.backups / f"{doc['name']}.manifest.json").exists()
+
+    up = {**down, "AWS_ENDPOINT_URL": s3.endpoint}
+    r = env.run("backup", "postgres", "--json", **up)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["pending_upload"] is False
+    listed = {e["name"]: e["status"] for e in json.loads(env.run("list", "--json", **up).stdout)}
+    assert listed == {doc["name"]: "ok", json.loads(r.stdout)["name"]: "ok"}
+    assert not (env.backups / doc["name"]).exists()  # moved, not copied twice
+
+
+def test_s3_killed_mid_upload(big_env: Env, tmp_path: Path) -> None:
+    env = big_env
+    with ThrowawayS3() as server:
+        bucket = new_bucket(server)
+        extra = {
+            **server.env(),
+            "RFBACKUP_REPOSITORY": f"s3://{bucket}/rf",
+            "RFBACKUP_S3__PART_SIZE_MB": "5",
+            "RFBACKUP_S3__MAX_ATTEMPTS": "2",
+            "RFBACKUP_PG_BIN": str(shim_bin(tmp_path, "sleep 2")),
+        }
+        proc = env.popen("backup", "postgres", **extra)
+        client = server.client()
+        deadline = time.monotonic() + 60
+        while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        server.kill()
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 8, err
+        assert "S3" in err
+
+        server.start()
+        del extra["RFBACKUP_PG_BIN"]
+        listed = json.loads(env.run("list", "--json", **extra).stdout)
+        assert all(e["status"] != "ok" for e in listed)  # never a good backup
+        r = env.run("backup", "postgres", **extra)  # cleans up the abandoned upload
+        assert r.returncode == 0, r.stderr
+        assert not server.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+        assert [e["status"] for e in json.loads(env.run("list", "--json", **extra).stdout)] == [
+            "ok"
+        ]
+
+
+def test_get_downloads_a_restorable_copy_and_no_secret_leaks(
+    env: Env, s3: ThrowawayS3, tmp_path: Path
+) -> None:
+    public, identity = keypair(tmp_path)
+    bucket = new_bucket(s3)
+    extra = {
+        **s3.env(),
+        "RFBACKUP_REPOSITORY": f"s3://{bucket}/rf",
+        "RFBACKUP_ENCRYPTION__RECIPIENTS": public,
+        "RFBACKUP_ENCRYPTION__IDENTITY_FILE": str(identity),
+    }
+    secrets = [s3.secret_key, identity.read_text().split("AGE-SECRET-KEY-")[1][:20]]
+    stop, seen, leaks = threading.Event(), [], []  # type: ignore[var-annotated]
+    scanners = [
+        threading.Thread(target=_scan_argv, args=(sec, stop, seen, leaks)) for sec in secrets
+    ]
+    for t in scanners:
+        t.start()
+    try:
+        b = env.run("backup", "postgres", **extra)
+        assert b.returncode == 0, b.stderr
+        name = b.stdout.strip()
+        g = env.run("get", name, str(tmp_path / "dl"), **extra)
+        assert g.returncode == 0, g.stderr
+        local = Path(g.stdout.strip())
+        r = env.run(
+            "restore",
+            str(local),
+            "--yes",
+            "--target-db",
+            f"{env.dbname}_dl",
+            "--jobs",
+            "1",
+            **extra,
+        )
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop.set()
+        for t in scanners:
+            t.join()
+    assert table_checksums(env.pg.dsn(f"{env.dbname}_dl")) == table_checksums(
+        env.pg.dsn(env.dbname)
+    )
+    assert leaks == []
+    texts = [env.log_file.read_text(), *(p.read_text() for p in (tmp_path / "dl").glob("*.json"))]
+    texts += [b.stderr, g.stderr, r.stderr]
+    for sec in secrets:
+        assert all(sec not in t for t in texts)
+    subprocess.run(["true"], check=True)
