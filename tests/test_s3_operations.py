@@ -195,3 +195,26 @@ def test_get_downloads_a_restorable_copy_and_no_secret_leaks(
     for sec in secrets:
         assert all(sec not in t for t in texts)
     subprocess.run(["true"], check=True)
+
+
+def test_prune_applies_per_repository(env: Env, s3: ThrowawayS3, s3_replica: ThrowawayS3) -> None:
+    primary, dr = new_bucket(s3), new_bucket(s3_replica)
+    extra = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{primary}/rf", **replica_env(s3_replica, dr)}
+    names = []
+    for _ in range(3):
+        r = env.run("backup", "postgres", "--json", **extra)
+        assert r.returncode == 0, r.stderr
+        names.append(json.loads(r.stdout)["name"])
+    dry = env.run("prune", "--keep-days", "0", "--keep-min", "1", "--dry-run", "--json", **extra)
+    plan = json.loads(dry.stdout)["decisions"]
+    assert {(d["repository"], d["name"], d["action"]) for d in plan} == {
+        (url, n, "keep" if n == names[-1] else "delete")
+        for url in (f"s3://{primary}/rf", f"s3://{dr}/dr")
+        for n in names
+    }
+    r = env.run("prune", "--keep-days", "0", "--keep-min", "1", **extra)
+    assert r.returncode == 0, r.stderr
+    for server, bucket in ((s3, primary), (s3_replica, dr)):
+        keys = [o["Key"] for o in server.client().list_objects_v2(Bucket=bucket)["Contents"]]
+        assert all(names[-1].split("/")[1].split(".")[0] in k for k in keys), keys
+        assert len(keys) == 3  # data, roles, manifest of the one kept backup

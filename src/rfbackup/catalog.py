@@ -45,6 +45,17 @@ class Entry:
     def good(self) -> bool:
         return self.status == OK
 
+    def object_keys(self) -> list[str]:
+        """The backup's objects in copy order: data, roles, manifest LAST. Delete reversed."""
+        keys = [self.name]
+        if self.manifest is not None and self.manifest.roles.get("key"):
+            folder = self.name.rpartition("/")[0]
+            roles = str(self.manifest.roles["key"]).rpartition("/")[2]
+            keys.append(f"{folder}/{roles}" if folder else roles)
+        elif (parsed := BackupName.parse(self.name)) is not None:
+            keys.append(parsed.roles_key)
+        return [*keys, self.name + MANIFEST_SUFFIX]
+
     def to_dict(self) -> dict[str, object]:
         m = self.manifest
         return {

@@ -9,7 +9,6 @@ from rfbackup.errors import IntegrityError
 from rfbackup.logs import log
 from rfbackup.pipeline import HashingSink, read_chunks
 from rfbackup.progress import Reporter
-from rfbackup.replication import backup_keys
 from rfbackup.restore import locate
 from rfbackup.storage.local import LocalRepository
 
@@ -22,7 +21,7 @@ def get(settings: Settings, name: str, dest: Path) -> Path:
         raise IntegrityError(f"{loc.repo.describe(loc.key)} is not a good backup ({entry.status})")
     target = LocalRepository(dest)
     folder = loc.key.rpartition("/")[0]
-    for key in backup_keys(entry):
+    for key in entry.object_keys():
         local_name = key.rpartition("/")[2]
         writer = target.writer(local_name)
         try:

@@ -82,6 +82,9 @@ class GzipCompressor:
 
     def write(self, data: bytes) -> None:
         self.raw_bytes += len(data)
+        if not self._buf and len(data) == BLOCK_SIZE:  # the common case: no copying
+            self._submit(data)
+            return
         self._buf += data
         while len(self._buf) >= BLOCK_SIZE:
             block = bytes(self._buf[:BLOCK_SIZE])

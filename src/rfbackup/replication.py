@@ -12,18 +12,8 @@ from dataclasses import dataclass, field
 from rfbackup.catalog import Entry, scan
 from rfbackup.errors import StorageError
 from rfbackup.logs import log
-from rfbackup.naming import MANIFEST_SUFFIX
 from rfbackup.pipeline import read_chunks
 from rfbackup.storage import ObjectInfo, Repository
-
-
-def backup_keys(entry: Entry) -> list[str]:
-    """A backup's objects in the order they must be copied: data, roles, manifest last."""
-    keys = [entry.name]
-    m = entry.manifest
-    if m is not None and m.roles.get("key"):
-        keys.append(str(m.roles["key"]))
-    return [*keys, entry.name + MANIFEST_SUFFIX]
 
 
 def copy_object(src: Repository, dst: Repository, key: str) -> None:
@@ -39,7 +29,7 @@ def copy_object(src: Repository, dst: Repository, key: str) -> None:
 
 
 def copy_backup(src: Repository, dst: Repository, entry: Entry) -> None:
-    for key in backup_keys(entry):
+    for key in entry.object_keys():
         if dst.stat(key) is None:
             copy_object(src, dst, key)
 
@@ -72,7 +62,7 @@ def compare(primary: Repository, replica: Repository) -> Comparison:
     result = Comparison(checked=len(mine))
     for name, entry in sorted(mine.items()):
         other = theirs.get(name)
-        missing = [k for k in backup_keys(entry) if k not in objects]
+        missing = [k for k in entry.object_keys() if k not in objects]
         if missing:
             result.differences.append(Difference(name, "missing", ", ".join(missing)))
             continue
@@ -104,7 +94,7 @@ def sync(primary: Repository, replica: Repository, dry_run: bool) -> Comparison:
             log.info("would copy %s to %s (%s)", diff.name, replica.url, diff.problem)
             continue
         if diff.problem == "different":
-            replica.delete(reversed(backup_keys(entry)))  # manifest first: never half a backup
+            replica.delete(reversed(entry.object_keys()))  # manifest first: never half a backup
         copy_backup(primary, replica, entry)
         log.info("copied %s to %s (%s)", diff.name, replica.url, diff.problem)
     return found
@@ -126,7 +116,7 @@ def upload_pending(fallback: Repository, primary: Repository) -> list[str]:
         if not entry.good:
             continue
         copy_backup(fallback, primary, entry)
-        fallback.delete(reversed(backup_keys(entry)))
+        fallback.delete(reversed(entry.object_keys()))
         moved.append(entry.name)
         log.info("uploaded %s from the fallback folder to %s", entry.name, primary.url)
     return moved

@@ -83,10 +83,7 @@ def locate(settings: Settings, name: str, repo_url: str | None = None) -> Locate
 
 def roles_key(loc: Located) -> str:
     """The roles sidecar always sits beside its data object, wherever the pair was copied."""
-    assert loc.manifest is not None
-    folder = loc.key.rpartition("/")[0]
-    name = str(loc.manifest.roles["key"]).rpartition("/")[2]
-    return f"{folder}/{name}" if folder else name
+    return loc.entry.object_keys()[1]
 
 
 def identities_for(settings: Settings, loc: Located) -> list[Any]:

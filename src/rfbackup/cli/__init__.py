@@ -170,7 +170,7 @@ def prune(
     from rfbackup.prune import prune as run_prune
 
     s = settings(env, repo)
-    decisions = run_prune(
+    done = run_prune(
         s,
         keep_days=keep_days,
         keep_min=keep_min,
@@ -178,19 +178,25 @@ def prune(
         include_unmanaged=include_unmanaged,
     )
     if as_json:
-        print_json({"dry_run": dry_run, "decisions": [d.to_dict() for d in decisions]})
+        print_json(
+            {
+                "dry_run": dry_run,
+                "decisions": [{**d.to_dict(), "repository": url} for url, d in done],
+            }
+        )
         return
     from rfbackup.cli.listing import table
 
     verb = "would delete" if dry_run else "deleted"
-    table(
-        [d.entry for d in decisions],
-        {d.entry.name: f"{verb if d.delete else 'keep'}: {d.reason}" for d in decisions},
-    )
-    gone = sum(d.delete for d in decisions)
-    typer.echo(
-        f"{gone} {'would be ' if dry_run else ''}deleted, {len(decisions) - gone} kept", err=True
-    )
+    for url in dict.fromkeys(u for u, _ in done):
+        decisions = [d for u, d in done if u == url]
+        typer.echo(f"{url}:", err=True)
+        table(
+            [d.entry for d in decisions],
+            {d.entry.name: f"{verb if d.delete else 'keep'}: {d.reason}" for d in decisions},
+        )
+    gone = sum(d.delete for _, d in done)
+    typer.echo(f"{gone} {'would be ' if dry_run else ''}deleted, {len(done) - gone} kept", err=True)
 
 
 @app.command("prune-databases")

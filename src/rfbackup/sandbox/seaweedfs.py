@@ -90,8 +90,8 @@ class ThrowawayS3:
                 "-s3",
                 f"-s3.port={p['s3']}",
                 f"-s3.config={self.root / 's3.json'}",
-                "-master.volumeSizeLimitMB=256",
-                "-volume.max=50",
+                "-master.volumeSizeLimitMB=64",  # every bucket gets its own volumes
+                "-volume.max=2000",
                 f"-master.port.grpc={free_port()}",
                 f"-volume.port.grpc={free_port()}",
                 f"-filer.port.grpc={free_port()}",

@@ -19,9 +19,10 @@ from psycopg import sql
 
 from rfbackup.config import PostgresTarget
 from rfbackup.errors import SourceError
+from rfbackup.pipeline import BLOCK_SIZE
 from rfbackup.sources.postgres import tools
 
-CHUNK = 1024 * 1024
+CHUNK = BLOCK_SIZE  # one compression block per read: handed over without copying
 
 TABLES_SQL = """
 SELECT format('%I.%I', n.nspname, c.relname)
