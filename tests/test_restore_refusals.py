@@ -250,3 +250,17 @@ def test_confirmation_on_a_terminal(backed_up: tuple[Env, str], answer: str) -> 
     else:
         assert proc.returncode == 0, err
         assert table_checksums(env.pg.dsn(env.dbname)) == before[1]
+
+
+def test_prune_databases_labels_previous_databases() -> None:
+    from datetime import UTC, datetime
+
+    from rfbackup.prune_databases import plan
+
+    found = plan(
+        {"rf_pre_restore_20200101_000000": 0, "rf_restore_20200101_000000": 0}, 7, datetime.now(UTC)
+    )
+    assert {d.name: d.kind for d in found} == {
+        "rf_pre_restore_20200101_000000": "previous",
+        "rf_restore_20200101_000000": "abandoned",
+    }

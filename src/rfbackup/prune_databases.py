@@ -16,7 +16,7 @@ from rfbackup.config import Settings
 from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
 
-_LEFTOVER = re.compile(r"^(?P<live>.+)_(?P<kind>pre_restore|restore)_(?P<stamp>\d{8}_\d{6})$")
+_LEFTOVER = re.compile(r"^(?P<live>.+?)_(?P<kind>pre_restore|restore)_(?P<stamp>\d{8}_\d{6})$")
 
 
 @dataclass(frozen=True)

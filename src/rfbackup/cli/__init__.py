@@ -131,7 +131,8 @@ def restore(
         kept = result["previous_kept_as"]
         typer.echo(
             f"restored {result['backup']} into {result['database']} "
-            f"({result['tables']} tables, {result['rows']} rows, row counts verified)"
+            f"({result['tables']} tables, {result['rows']} rows, "
+            + ("row counts verified)" if result["verified"] else "UNVERIFIED: no manifest)")
             + (f"; previous database kept as {kept}" if kept else "")
         )
 
