@@ -69,20 +69,26 @@ def drop_database(conn: psycopg.Connection[Any], name: str) -> None:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def psql_args(target: PostgresTarget) -> list[str]:
+    """psql reading SQL from stdin: no psqlrc, one transaction, stop at the first error."""
+    psql = tools.find("psql", target.bin_dir)
+    return [
+        psql,
+        "-X",
+        "-q",
+        "--no-password",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-f",
+        "-",
+    ]
+
+
 def run_sql_script(target: PostgresTarget, dbname: str, script: str) -> None:
     """A small script (the roles) through psql, stopping at the first error."""
     proc = subprocess.run(
-        [
-            tools.find("psql", target.bin_dir),
-            "-X",
-            "-q",
-            "--no-password",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--single-transaction",
-            "-f",
-            "-",
-        ],
+        psql_args(target),
         input=script.encode(),
         capture_output=True,
         env=target.with_dbname(dbname).child_env(),
@@ -97,18 +103,7 @@ def load_plain(
     target: PostgresTarget, dbname: str, stream: Readable, progress: Callable[[int], None]
 ) -> None:
     """Feed a plain SQL dump to psql: one transaction, stop at the first error."""
-    args = [
-        tools.find("psql", target.bin_dir),
-        "-X",
-        "-q",
-        "--no-password",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "--single-transaction",
-        "-f",
-        "-",
-    ]
-    _feed(args, target.with_dbname(dbname), stream, progress)
+    _feed(psql_args(target), target.with_dbname(dbname), stream, progress)
 
 
 def load_custom(
