@@ -5,13 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Protocol
 
 from rfbackup.logs import log
-
-
-class Progress(Protocol):
-    def advance(self, n: int) -> None: ...
 
 
 def human_bytes(n: float) -> str:
@@ -20,11 +15,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-class Silent:
-    def advance(self, n: int) -> None:
-        pass
 
 
 class Reporter:
