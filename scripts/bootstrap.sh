@@ -23,4 +23,8 @@ if ! command -v uv >/dev/null 2>&1; then
     echo "bootstrap: installing uv" >&2
     python3 -m pip install --quiet --disable-pip-version-check uv
 fi
-uv sync --locked --quiet
+# The venv uses Debian's interpreter when there is one: PostgreSQL runs `rfbackup wal-push` as the
+# postgres user, who cannot reach an interpreter under root's home (pyenv).
+python_args=()
+[ -x /usr/bin/python3 ] && python_args=(--python /usr/bin/python3)
+uv sync --locked --quiet "${python_args[@]}"

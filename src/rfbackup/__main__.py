@@ -1,3 +1,3 @@
-from rfbackup.cli import main
+from rfbackup.main import main
 
 main()

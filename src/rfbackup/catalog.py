@@ -73,9 +73,18 @@ class Entry:
         }
 
 
-def scan(repo: Repository, lock_file: Path | None = None) -> list[Entry]:
-    """Every backup-like thing in the repository, newest first."""
-    objects = list(repo.list(include_partial=True))
+PITR_PREFIXES = ("base/", "wal/")  # physical backups and the WAL archive: see rfbackup.pitr
+
+
+def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> list[Entry]:
+    """Every backup-like thing in the repository (or under ``prefix``), newest first.
+
+    Without a prefix, the physical backups and WAL of point-in-time recovery are left out."""
+    objects = [
+        o
+        for o in repo.list(prefix, include_partial=True)
+        if prefix or not o.key.startswith(PITR_PREFIXES)
+    ]
     committed = {o.key: o for o in objects if not o.partial}
     entries: list[Entry] = []
     for obj in objects:

@@ -49,6 +49,20 @@ class PostgresPolicy(BaseModel):
     restore_jobs: int = Field(default=2, ge=1, le=64)
 
 
+class PitrPolicy(BaseModel):
+    """Physical base backups and the WAL archive (point-in-time recovery)."""
+
+    zstd_level: int = Field(default=3, ge=1, le=19)  # base backups and WAL, like pgBackRest
+    compression_threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1)
+    keep_days: int = Field(default=14, ge=0)  # base backups; WAL follows the oldest kept
+    keep_min: int = Field(default=2, ge=1)
+    push_batch: int = Field(default=16, ge=1, le=256)  # ready segments one wal-push call sends
+    push_threads: int = Field(default=4, ge=1, le=64)
+    prefetch: int = Field(default=8, ge=0, le=256)  # segments wal-fetch fetches ahead
+    archive_wait_seconds: int = Field(default=300, ge=1)  # base backup waits for its WAL
+    checkpoint: Literal["fast", "spread"] = "fast"
+
+
 class S3Options(BaseModel):
     """How to reach an S3 repository. Unset values fall back to the standard AWS chain."""
 
@@ -127,6 +141,7 @@ class Settings(BaseSettings):
     repository: str | None = None
     log_file: Path | None = Path("logs/backup.log")
     postgres: PostgresPolicy = PostgresPolicy()
+    pitr: PitrPolicy = PitrPolicy()  # RFBACKUP_PITR__KEEP_DAYS=14 ...
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
     replica: ReplicaOptions = ReplicaOptions()  # RFBACKUP_REPLICA__URL=s3://... and its access

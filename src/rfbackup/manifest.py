@@ -41,6 +41,7 @@ class Manifest:
     row_counts: dict[str, int] = field(default_factory=dict)
     roles: dict[str, Any] = field(default_factory=dict)
     encryption: dict[str, Any] = field(default_factory=dict)  # {"format": "age", "recipients"}
+    physical: dict[str, Any] = field(default_factory=dict)  # base backups: LSNs, timeline...
     status: str = STATUS_DONE
     format: str = FORMAT
 

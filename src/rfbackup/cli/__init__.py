@@ -13,6 +13,7 @@ import typer
 
 from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
+from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
@@ -26,6 +27,10 @@ app = typer.Typer(
 )
 app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(replica_cmd.app, name="replica")
+app.add_typer(pitr_cmd.app, name="pitr")
+app.command("wal-push")(pitr_cmd.wal_push)
+app.command("wal-fetch")(pitr_cmd.wal_fetch)
+app.command("wal-verify")(pitr_cmd.wal_verify)
 schedule_app = typer.Typer(help="Scheduling helpers.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 

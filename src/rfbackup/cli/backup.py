@@ -47,3 +47,24 @@ def postgres(
         print_json(result.to_dict())
     else:
         typer.echo(result.manifest.name)
+
+
+@app.command("base")
+def base(
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Physical base backup of the whole cluster, for point-in-time recovery (`rfbackup pitr`).
+
+    Streams pg_basebackup (tar, WAL included) through zstd [and age] into base/ of the
+    repository. The manifest, written last, records LSNs, timeline and system identifier;
+    it is written only once the WAL the backup needs is in the archive (wal/).
+    """
+    from rfbackup.pitr.basebackup import backup_base, describe
+
+    manifest = backup_base(settings(env, repo))
+    if as_json:
+        print_json(describe(manifest))
+    else:
+        typer.echo(manifest.name)

@@ -39,6 +39,7 @@ class ThrowawayPostgres:
 
     password: str = "throwaway-secret"
     settings: dict[str, str] = field(default_factory=dict)
+    server_env: dict[str, str] = field(default_factory=dict)  # for archive_command & co.
     port: int = 0
     root: Path = Path()
 
@@ -121,7 +122,8 @@ class ThrowawayPostgres:
                 "-t",
                 "60",
                 "start",
-            ]
+            ],
+            env={**os.environ, **self.server_env},
         )
         return self
 
@@ -150,8 +152,10 @@ class ThrowawayPostgres:
         )
         return out.stdout.strip()
 
-    def _run(self, cmd: list[str]) -> None:
-        proc = subprocess.run(_as_postgres(cmd), capture_output=True, text=True, cwd=self.root)
+    def _run(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        proc = subprocess.run(
+            _as_postgres(cmd), capture_output=True, text=True, cwd=self.root, env=env
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
 

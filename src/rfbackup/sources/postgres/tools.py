@@ -17,16 +17,31 @@ from typing import IO
 from rfbackup.errors import ConfigError
 
 
-def find(program: str, bin_dir: Path | None) -> str:
-    """The program in ``bin_dir`` (RFBACKUP_PG_BIN) if given, else on PATH."""
+DEBIAN_LAYOUT = Path("/usr/lib/postgresql")
+
+
+def find(program: str, bin_dir: Path | None, major: int | None = None) -> str:
+    """The program in ``bin_dir`` (RFBACKUP_PG_BIN) if given. Otherwise, for server programs
+    that must match a data directory's ``major`` version, Debian's
+    /usr/lib/postgresql/MAJOR/bin first; then PATH; then the newest Debian version."""
     if bin_dir is not None:
         path = bin_dir / program
         if not path.exists():
             raise ConfigError(f"{program} not found in RFBACKUP_PG_BIN ({bin_dir})")
         return str(path)
+    if major is not None and (DEBIAN_LAYOUT / str(major) / "bin" / program).exists():
+        return str(DEBIAN_LAYOUT / str(major) / "bin" / program)
     found = shutil.which(program)
     if found is None:
-        raise ConfigError(f"{program} not found: install the PostgreSQL client tools")
+        versions = sorted(
+            (p for p in DEBIAN_LAYOUT.glob(f"*/bin/{program}") if p.parts[-3].isdigit()),
+            key=lambda p: int(p.parts[-3]),
+        )
+        if versions:
+            return str(versions[-1])
+        raise ConfigError(
+            f"{program} not found: install the PostgreSQL tools or set RFBACKUP_PG_BIN"
+        )
     return found
 
 

@@ -1,0 +1,306 @@
+"""``rfbackup pitr``, ``wal-push``, ``wal-fetch`` and ``wal-verify``: point-in-time recovery."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+from rfbackup.errors import ConfigError, IntegrityError
+
+app = typer.Typer(
+    help="Point-in-time recovery from a base backup and the WAL archive.",
+    no_args_is_help=True,
+    invoke_without_command=True,
+)
+
+
+@app.callback()
+def pitr(
+    ctx: typer.Context,
+    target_time: Annotated[
+        str | None,
+        typer.Option(
+            "--target-time",
+            help="Recover to this time, e.g. 2026-11-25T10:15:00Z (no zone: local time).",
+        ),
+    ] = None,
+    target_lsn: Annotated[
+        str | None, typer.Option("--target-lsn", help="Recover to this LSN, e.g. 0/3000060.")
+    ] = None,
+    target_name: Annotated[
+        str | None,
+        typer.Option("--target-name", help="Recover to a pg_create_restore_point() name."),
+    ] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="Recover to the end of the archived WAL.")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where to restore (empty or new).")
+    ] = None,
+    backup: Annotated[
+        str | None,
+        typer.Option("--backup", help="Base backup to start from (default: newest before it)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Move a non-empty --data-dir aside (never deleted)."),
+    ] = False,
+    start: Annotated[
+        bool,
+        typer.Option("--start", help="Start the server, wait for promotion, report the point."),
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port of the recovered server.", min=1)
+    ] = None,
+    archive: Annotated[
+        bool,
+        typer.Option(
+            "--archive/--no-archive",
+            help="Keep WAL archiving on in the recovered server (default: off, so a side copy "
+            "does not add a timeline to the archive).",
+        ),
+    ] = False,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="User owning the data directory (root: postgres)."),
+    ] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Skip pg_verifybackup on the restored files.")
+    ] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a base backup into --data-dir and recover to a target.
+
+    Example: rfbackup pitr --target-time 2026-11-25T10:15:00Z --data-dir /srv/pg-recovered
+    --start --port 5433
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rfbackup.pitr.recover import Request, Target, pitr
+
+    targets = [
+        ("time", target_time),
+        ("lsn", target_lsn),
+        ("name", target_name),
+        ("latest", "latest" if latest else None),
+    ]
+    chosen = [(k, v) for k, v in targets if v is not None]
+    if len(chosen) != 1:
+        raise ConfigError(
+            "give exactly one of --target-time, --target-lsn, --target-name, --latest"
+        )
+    if data_dir is None:
+        raise ConfigError("--data-dir is required: an empty directory to restore into")
+    kind, value = chosen[0]
+    target = Target(kind, "" if kind == "latest" else value)
+    if kind == "time":
+        _ = target.time  # a bad time fails here, before anything is read
+    if kind == "lsn":
+        try:
+            _ = target.lsn
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    request = Request(
+        target=target,
+        data_dir=data_dir,
+        backup=backup,
+        force=force,
+        start=start,
+        port=port,
+        archive=archive,
+        owner=owner,
+        verify=not no_verify,
+    )
+    outcome = pitr(settings(env, repo), request)
+    if as_json:
+        print_json(outcome.to_dict())
+        return
+    typer.echo(f"restored {outcome.backup} into {outcome.data_dir} ({outcome.files} files)")
+    if outcome.moved_aside:
+        typer.echo(f"the previous contents are in {outcome.moved_aside}")
+    if outcome.promoted:
+        typer.echo(f"recovered to {outcome.target} and promoted (timeline {outcome.timeline})")
+        typer.echo(f"  stopped:          {outcome.stopped_at or 'at the end of the WAL'}")
+        typer.echo(f"  last transaction: {outcome.last_transaction or 'unknown'}")
+        typer.echo(f"  server log:       {outcome.log_file}")
+    else:
+        typer.echo(
+            f"ready: start it with pg_ctl -D {outcome.data_dir} start; it recovers to "
+            f"{outcome.target}, then promotes"
+        )
+    for note in outcome.notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command("setup")
+def setup(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Write the settings into its postgresql.auto.conf."),
+    ] = None,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print (or apply with --data-dir) the settings that archive WAL with rfbackup.
+
+    wal_level, archive_mode, archive_command (rfbackup wal-push) and archive_timeout = 300.
+    PostgreSQL needs a restart after archive_mode changes.
+    """
+    from rfbackup.pitr import setup as pitr_setup
+
+    s = settings(env, repo)
+    values = pitr_setup.archive_settings(s.primary_repository)
+    written = pitr_setup.apply(data_dir, values) if data_dir is not None else None
+    if as_json:
+        print_json({"settings": values, "written_to": str(written) if written else None})
+        return
+    for key, value in values.items():
+        typer.echo(f"{key} = {pitr_setup.conf_quote(value)}")
+    if written:
+        typer.echo(f"written to {written}; restart PostgreSQL to apply", err=True)
+    typer.echo(
+        "PostgreSQL runs archive_command as its own user, with its own environment: put the "
+        "repository credentials in a config file it can read (RFBACKUP_CONFIG).",
+        err=True,
+    )
+
+
+@app.command("list")
+def list_base(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+    """List base backups, newest first, with their WAL range."""
+    from rfbackup.pitr.basebackup import describe
+    from rfbackup.pitr.recover import base_backups_all
+
+    entries = base_backups_all(settings(env, repo).open_repository())
+    rows = [
+        {**(describe(e.manifest) if e.manifest else {"name": e.name}), "status": e.status}
+        for e in entries
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['name']}\t{row['status']}\t{row.get('finished_at', '-')}\t"
+            f"timeline {row.get('timeline', '-')}\tWAL {row.get('wal_start', '-')}.."
+            f"{row.get('wal_stop', '-')}"
+        )
+    if not rows:
+        typer.echo("no base backups", err=True)
+
+
+@app.command("prune")
+def prune(
+    keep_days: Annotated[
+        int | None,
+        typer.Option("--keep-days", min=0, help="Keep base backups this long [default: 14]."),
+    ] = None,
+    keep_min: Annotated[
+        int | None,
+        typer.Option("--keep-min", min=1, help="Always keep this many newest [default: 2]."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, delete nothing.")] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old base backups, and the WAL older than the oldest base backup kept."""
+    from rfbackup.pitr.archive import WalArchive
+    from rfbackup.pitr.retention import apply, make_plan
+    from rfbackup.retention import Policy
+
+    s = settings(env, repo)
+    archive = WalArchive(s.open_repository())
+    policy = Policy(
+        keep_days=s.pitr.keep_days if keep_days is None else keep_days,
+        keep_min=s.pitr.keep_min if keep_min is None else keep_min,
+    )
+    result = make_plan(archive, policy, datetime.now(UTC))
+    if not dry_run:
+        apply(archive, result)
+    if as_json:
+        print_json({"dry_run": dry_run, **result.to_dict()})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for d in result.backups:
+        typer.echo(f"{d.entry.name}\t{verb if d.delete else 'keep'}: {d.reason}")
+    typer.echo(
+        f"WAL: {len(result.wal_delete)} file(s) {verb}, {result.wal_keep} kept"
+        + (f" (from {result.wal_from})" if result.wal_from else " (no base backup to anchor)"),
+    )
+
+
+def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+    """Report gaps in the archived WAL between the oldest base backup and the newest WAL.
+
+    Exits 6 when a segment is missing.
+    """
+    from rfbackup.pitr import chain
+    from rfbackup.pitr.archive import WalArchive
+    from rfbackup.pitr.recover import base_backups
+    from rfbackup.pitr.walnames import Segment
+
+    s = settings(env, repo)
+    repository = s.open_repository()
+    backups = base_backups(repository)
+    if not backups:
+        raise ConfigError("no base backup in the repository: nothing to verify WAL from")
+    oldest = backups[-1]
+    assert oldest.manifest is not None
+    physical = oldest.manifest.physical
+    start = Segment.parse(str(physical["wal_start"]), int(physical["wal_segment_size"]))
+    assert start is not None
+    identities = []
+    if s.encryption.identity_file is not None:
+        from rfbackup.encryption import load_identities
+
+        identities = load_identities(s.encryption.identity_file)
+    report = chain.check(WalArchive(repository, identities=identities), start)
+    doc = {
+        "oldest_base_backup": oldest.name,
+        "from": start.name,
+        "to": report.last.name if report.last else None,
+        "timelines": [t for t, _ in report.lineage.steps],
+        "newest_archived_at": report.newest_archived_at,
+        "missing": report.missing,
+        "ok": report.ok,
+    }
+    if as_json:
+        print_json(doc)
+    elif report.ok:
+        typer.echo(f"WAL complete from {doc['from']} to {doc['to']} (timelines {doc['timelines']})")
+    if not report.ok:
+        shown = ", ".join(report.missing[:10]) + (" ..." if len(report.missing) > 10 else "")
+        raise IntegrityError(
+            f"{len(report.missing)} WAL file(s) missing between {doc['from']} and "
+            f"{doc['to']}: {shown}"
+        )
+
+
+def wal_push(
+    path: Annotated[str, typer.Argument(help="The WAL file (%p).")],
+    repo: RepoOption = None,
+) -> None:
+    """archive_command: archive one WAL file (and other ready ones). Use as
+    archive_command = 'rfbackup wal-push %p' (see `rfbackup pitr setup`)."""
+    from rfbackup.pitr.walcmd import push_command
+
+    raise typer.Exit(push_command(Path(path), repo))
+
+
+def wal_fetch(
+    name: Annotated[str, typer.Argument(help="The WAL file name (%f).")],
+    dest: Annotated[str, typer.Argument(help="Where PostgreSQL wants it (%p).")],
+    repo: RepoOption = None,
+) -> None:
+    """restore_command: fetch one WAL file. Exits 1 silently when it is not archived."""
+    from rfbackup.pitr.walcmd import fetch_command
+
+    raise typer.Exit(fetch_command(name, Path(dest), repo))

@@ -1,0 +1,302 @@
+"""The WAL archive: the ``wal/`` prefix of a repository.
+
+Layout::
+
+    wal/archive.json                                  which cluster this archive belongs to
+    wal/0000000100000000/000000010000000000000003-<sha256>.zst[.age]
+    wal/history/00000002.history-<sha256>.zst[.age]
+
+The sha256 of the original file is part of the key, like pgBackRest's archive names: a
+second push of the same name finds out from one listing whether the archived copy is
+identical (success) or different (refused), and a fetch verifies what it hands PostgreSQL.
+Each file is compressed with zstd in one frame and, when recipients are set, age-encrypted.
+
+This module is on the path of every ``archive_command`` call: it imports only the stdlib,
+zstandard and the local storage backend; pyrage and boto3 load only when needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from rfbackup.errors import ConfigError, IntegrityError, NotFound, StorageError
+from rfbackup.pitr.walnames import (
+    DEFAULT_SEGMENT_SIZE,
+    OTHER_RE,
+    SEGMENT_RE,
+    Segment,
+    folder_of,
+    is_wal_file,
+)
+from rfbackup.storage.base import ObjectInfo, Repository, read_bytes
+
+PREFIX = "wal/"
+INFO_KEY = "wal/archive.json"
+INFO_FORMAT = "rfbackup-wal-archive/1"
+EXT = ".zst"
+AGE = ".age"
+
+# The long page header that starts every WAL segment (PostgreSQL's XLogLongPageHeaderData).
+_HEADER = struct.Struct("<HHIQI4xQII")
+XLP_LONG_HEADER = 0x0002
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    system_identifier: str
+    wal_segment_size: int
+    created_at: str
+    format: str = INFO_FORMAT
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Archived:
+    """One archived file, as its key tells it."""
+
+    name: str  # 000000010000000000000003, 00000002.history, ...
+    sha256: str
+    key: str
+    size: int
+    modified: datetime
+    encrypted: bool
+
+    def segment(self, size: int) -> Segment | None:
+        return Segment.parse(self.name, size)
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    magic: int
+    timeline: int
+    page_address: int
+    system_identifier: int
+    segment_size: int
+
+
+def read_header(data: bytes, where: str) -> SegmentHeader:
+    """The identity of a WAL segment from its first page. Raises IntegrityError if it is not
+    a WAL segment."""
+    if len(data) < _HEADER.size:
+        raise IntegrityError(f"{where} is not a WAL segment: only {len(data)} bytes")
+    magic, info, tli, pageaddr, _rem, sysid, seg_size, _blcksz = _HEADER.unpack_from(data)
+    if not info & XLP_LONG_HEADER or seg_size == 0 or seg_size & (seg_size - 1):
+        raise IntegrityError(f"{where} is not a WAL segment: no long page header")
+    return SegmentHeader(magic, tli, pageaddr, sysid, seg_size)
+
+
+def key_for(name: str, sha256: str, encrypted: bool) -> str:
+    return f"{PREFIX}{folder_of(name)}/{name}-{sha256}{EXT}{AGE if encrypted else ''}"
+
+
+def parse_key(obj: ObjectInfo) -> Archived | None:
+    base = obj.key.rpartition("/")[2]
+    encrypted = base.endswith(AGE)
+    stem = base.removesuffix(AGE)
+    if not stem.endswith(EXT):
+        return None
+    name, _, sha = stem.removesuffix(EXT).partition("-")
+    if len(sha) != 64 or not is_wal_file(name):
+        return None
+    return Archived(name, sha, obj.key, obj.size, obj.modified, encrypted)
+
+
+class WalArchive:
+    """Push and fetch single WAL files. ``recipients`` (pyrage objects) encrypt pushes;
+    ``identities`` decrypt fetches."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        level: int = 3,
+        recipients: list[Any] | None = None,
+        identities: list[Any] | None = None,
+    ) -> None:
+        self.repo = repo
+        self.level = level
+        self.recipients = recipients or []
+        self.identities = identities or []
+        self._info: ArchiveInfo | None = None
+
+    # -- the archive's identity -------------------------------------------------------------
+
+    def info(self) -> ArchiveInfo | None:
+        if self._info is None:
+            try:
+                doc = json.loads(read_bytes(self.repo, INFO_KEY))
+            except NotFound:
+                return None
+            except ValueError as exc:
+                raise IntegrityError(
+                    f"{self.repo.describe(INFO_KEY)} is unreadable: {exc}"
+                ) from None
+            if doc.get("format") != INFO_FORMAT:
+                raise IntegrityError(f"{self.repo.describe(INFO_KEY)} is not an rfbackup archive")
+            self._info = ArchiveInfo(**doc)
+        return self._info
+
+    def claim(self, system_identifier: int, segment_size: int) -> ArchiveInfo:
+        """The archive's identity, recording this cluster's on first use; refuses a cluster
+        whose system identifier differs from the one the archive belongs to."""
+        info = self.info()
+        if info is None:
+            new = ArchiveInfo(str(system_identifier), segment_size, datetime.now(UTC).isoformat())
+            try:
+                self.repo.put(INFO_KEY, new.to_json())
+            except StorageError:
+                self._info = None  # lost a race with another first push: read theirs
+                if self.info() is None:
+                    raise
+            info = self.info() or new
+        if info.system_identifier != str(system_identifier):
+            raise IntegrityError(
+                f"WAL from system {system_identifier} refused: the archive at "
+                f"{self.repo.url} belongs to system {info.system_identifier} "
+                "(another cluster; give each cluster its own repository)"
+            )
+        if info.wal_segment_size != segment_size:
+            raise IntegrityError(
+                f"WAL segment size {segment_size} differs from the archive's "
+                f"{info.wal_segment_size}"
+            )
+        return info
+
+    # -- finding --------------------------------------------------------------------------
+
+    def copies(self, name: str) -> list[Archived]:
+        """The committed archived copies of ``name`` (normally zero or one)."""
+        prefix = f"{PREFIX}{folder_of(name)}/{name}-"
+        found = []
+        for obj in self.repo.list(prefix):
+            entry = parse_key(obj)
+            if entry is not None and entry.name == name:
+                found.append(entry)
+        return found
+
+    def all(self) -> Iterator[Archived]:
+        """Every archived file, in key order."""
+        for obj in self.repo.list(PREFIX):
+            entry = parse_key(obj)
+            if entry is not None:
+                yield entry
+
+    # -- push and fetch -------------------------------------------------------------------
+
+    def push(self, path: Path) -> bool:
+        """Archive one file. True if stored, False if an identical copy was already there.
+
+        Raises IntegrityError for different content under the same name, or a segment from
+        another cluster."""
+        name = path.name
+        if not is_wal_file(name):
+            raise ConfigError(f"{path}: not a WAL file name PostgreSQL archives")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+        if SEGMENT_RE.match(name) or (OTHER_RE.match(name) and name.endswith(".partial")):
+            self._check_segment(name, data, path)
+        sha = hashlib.sha256(data).hexdigest()
+        for copy in self.copies(name):
+            if copy.sha256 == sha:
+                return False
+            raise IntegrityError(
+                f"{name} is already archived with different content "
+                f"({self.repo.describe(copy.key)}); refusing to replace it. Two clusters "
+                "archiving into one repository, or a cluster restored without a new timeline?"
+            )
+        blob = zstandard.ZstdCompressor(level=self.level).compress(data)
+        if self.recipients:
+            import pyrage
+
+            blob = pyrage.encrypt(blob, self.recipients)
+        self.repo.put(key_for(name, sha, bool(self.recipients)), blob)
+        return True
+
+    def _check_segment(self, name: str, data: bytes, path: Path) -> None:
+        header = read_header(data, str(path))
+        if len(data) != header.segment_size:
+            raise IntegrityError(
+                f"{path}: {len(data)} bytes, but its header says segments are "
+                f"{header.segment_size} bytes (a truncated copy?)"
+            )
+        seg = Segment.parse(name[:24], header.segment_size)
+        if seg is None or header.page_address != seg.start_lsn:
+            raise IntegrityError(
+                f"{path}: its first page belongs at {header.page_address:#x}, not at segment "
+                f"{name[:24]} (a renamed or recycled file?)"
+            )
+        self.claim(header.system_identifier, header.segment_size)
+
+    def prepare(self, path: Path) -> None:
+        """Check a segment's cluster against the archive before parallel pushes begin (the
+        first push of a new archive records its identity, once)."""
+        if not SEGMENT_RE.match(path.name):
+            return
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(_HEADER.size)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+        header = read_header(head, str(path))
+        self.claim(header.system_identifier, header.segment_size)
+
+    def segment_size(self) -> int:
+        info = self.info()
+        return info.wal_segment_size if info else DEFAULT_SEGMENT_SIZE
+
+    def fetch(self, name: str, dest: Path) -> Archived:
+        """Write the original bytes of ``name`` to ``dest`` (atomically), verified by sha256.
+
+        Raises NotFound when ``name`` is not archived."""
+        copies = self.copies(name)
+        if not copies:
+            raise NotFound(f"{name} is not in the archive at {self.repo.url}")
+        if len({c.sha256 for c in copies}) > 1:
+            raise IntegrityError(f"{name} is archived twice with different content")
+        copy = copies[0]
+        data = self.read(copy)
+        tmp = dest.with_name(f".{dest.name}.rfbackup-tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {dest}: {exc.strerror}") from None
+        return copy
+
+    def read(self, copy: Archived) -> bytes:
+        """The original bytes of an archived file, verified against the sha256 in its key."""
+        where = self.repo.describe(copy.key)
+        blob = read_bytes(self.repo, copy.key)
+        if copy.encrypted:
+            if not self.identities:
+                raise ConfigError(
+                    f"{copy.name} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE"
+                )
+            import pyrage
+
+            try:
+                blob = pyrage.decrypt(blob, self.identities)
+            except Exception as exc:
+                raise IntegrityError(f"{where}: cannot decrypt ({exc})") from None
+        try:
+            data = zstandard.ZstdDecompressor().decompress(blob)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"{where}: corrupt ({exc})") from None
+        if hashlib.sha256(data).hexdigest() != copy.sha256:
+            raise IntegrityError(f"{where}: content does not match its sha256")
+        return data

@@ -1,0 +1,482 @@
+"""``rfbackup pitr``: restore a base backup into an empty data directory and replay WAL to a
+target, refusing before anything is written when the backup or the WAL is not there.
+
+    choose backup -> check the WAL chain -> extract (sha256-checked) -> pg_verifybackup
+        -> postgresql.auto.conf + recovery.signal -> [start, wait for promotion, report]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shlex
+import shutil
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rfbackup import catalog
+from rfbackup.catalog import Entry
+from rfbackup.config import Settings
+from rfbackup.errors import ConfigError, IntegrityError, NotFound, RestoreError
+from rfbackup.logs import log
+from rfbackup.pitr import chain
+from rfbackup.pitr.archive import WalArchive
+from rfbackup.pitr.basebackup import COMPONENT, PREFIX
+from rfbackup.pitr.setup import absolute_url, config_prefix, rfbackup_command, write_auto_conf
+from rfbackup.pitr.walcmd import PREFETCH_DIR
+from rfbackup.pitr.walnames import Segment, format_lsn, parse_lsn
+from rfbackup.progress import Reporter
+from rfbackup.storage import Repository
+
+LOG_NAME = "rfbackup-pitr.log"
+SIGNAL = "recovery.signal"
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # time | lsn | name | latest
+    value: str = ""
+
+    @property
+    def time(self) -> datetime:
+        return parse_time(self.value)
+
+    @property
+    def lsn(self) -> int:
+        return parse_lsn(self.value)
+
+    def settings(self) -> dict[str, str]:
+        if self.kind == "time":
+            return {"recovery_target_time": self.time.strftime("%Y-%m-%d %H:%M:%S.%f+00")}
+        if self.kind == "lsn":
+            return {"recovery_target_lsn": format_lsn(self.lsn)}
+        if self.kind == "name":
+            return {"recovery_target_name": self.value}
+        return {}
+
+    def describe(self) -> str:
+        return (
+            "the end of the archived WAL" if self.kind == "latest" else f"{self.kind} {self.value}"
+        )
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 or PostgreSQL's format; a time without a zone is this machine's local time."""
+    raw = text.strip().replace("Z", "+00:00")
+    if re.search(r"[+-]\d\d$", raw):
+        raw += ":00"
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(
+            f"cannot read {text!r} as a time: use e.g. 2026-11-25T10:15:00Z"
+        ) from None
+    if value.tzinfo is None:
+        value = value.astimezone()
+    return value.astimezone(UTC)
+
+
+def base_backups_all(repo: Repository) -> list[Entry]:
+    """Everything under ``base/``, whatever its status, newest first."""
+    return catalog.scan(repo, prefix=PREFIX)
+
+
+def base_backups(repo: Repository) -> list[Entry]:
+    """Good base backups, newest first."""
+    return [
+        e
+        for e in base_backups_all(repo)
+        if e.good and e.manifest is not None and e.manifest.component == COMPONENT
+    ]
+
+
+def stop_time(entry: Entry) -> datetime:
+    assert entry.manifest is not None
+    p = entry.manifest.physical
+    return datetime.fromisoformat(p.get("stop_time") or entry.manifest.finished_at)
+
+
+def choose(backups: list[Entry], target: Target, name: str | None) -> Entry:
+    if name is not None:
+        for e in backups:
+            if name in (e.name, e.name.rpartition("/")[2]) or e.name.startswith(PREFIX + name):
+                return e
+        raise NotFound(f"no good base backup named {name!r} (see `rfbackup pitr list`)")
+    if not backups:
+        raise NotFound("there is no base backup in the repository: run `rfbackup backup base`")
+    if target.kind == "time":
+        fits = [e for e in backups if stop_time(e) < target.time]
+        if not fits:
+            oldest = backups[-1]
+            raise NotFound(
+                f"no base backup is old enough for {target.value}: the oldest, "
+                f"{oldest.name}, became consistent at {stop_time(oldest).isoformat()}"
+            )
+        return fits[0]
+    if target.kind == "lsn":
+        fits = [e for e in backups if _physical(e, "stop_lsn") <= target.lsn]
+        if not fits:
+            raise NotFound(f"no base backup ends before LSN {target.value}")
+        return fits[0]
+    return backups[0]
+
+
+def _physical(e: Entry, key: str) -> int:
+    assert e.manifest is not None
+    return parse_lsn(str(e.manifest.physical[key]))
+
+
+def check_wal(archive: WalArchive, backup: Entry, target: Target) -> chain.ChainReport:
+    """Refuse, before anything is written, when the WAL to reach the target is not archived."""
+    assert backup.manifest is not None
+    p = backup.manifest.physical
+    size = int(p["wal_segment_size"])
+    start = Segment.parse(str(p["wal_start"]), size)
+    stop = Segment.parse(str(p["wal_stop"]), size)
+    assert start is not None and stop is not None
+    until = None
+    if target.kind == "lsn":
+        until = max(Segment.of_lsn(0, target.lsn, size).number, stop.number)
+    report = chain.check(archive, start, until=until)
+    if report.missing:
+        shown = ", ".join(report.missing[:3]) + (" ..." if len(report.missing) > 3 else "")
+        raise NotFound(
+            f"WAL needed to recover from {backup.name} is missing from the archive: {shown} "
+            f"({len(report.missing)} file(s)); `rfbackup wal-verify` lists every gap"
+        )
+    if report.last is None or report.last.number < stop.number:
+        raise NotFound(f"WAL up to {stop.name}, which {backup.name} needs, is not archived")
+    newest = report.newest_archived_at
+    if target.kind == "time" and newest is not None and newest < target.time:
+        raise NotFound(
+            f"the newest archived WAL ({report.last.name}, archived "
+            f"{newest.isoformat(timespec='seconds')}) is older than {target.value}: WAL "
+            "from after the target is not archived yet. On the server, run "
+            "SELECT pg_switch_wal(); then retry, or use --latest"
+        )
+    return report
+
+
+# -- restoring the files ------------------------------------------------------------------
+
+
+def _safe_member(member: tarfile.TarInfo) -> None:
+    parts = Path(member.name).parts
+    if member.name.startswith("/") or ".." in parts:
+        raise IntegrityError(f"base backup holds an unsafe path {member.name!r}")
+    if not (member.isfile() or member.isdir()):
+        raise IntegrityError(f"base backup holds {member.name!r}, which is not a plain file")
+
+
+def extract(
+    repo: Repository, entry: Entry, data_dir: Path, identities: list[Any]
+) -> tuple[int, int]:
+    """Unpack the base backup into ``data_dir``; returns (files, bytes). Raises
+    IntegrityError if the stored bytes differ from the manifest's sha256."""
+    from rfbackup.pipeline import DECOMPRESSION_ERRORS, HashingReader, decompressed
+
+    assert entry.manifest is not None
+    where = repo.describe(entry.name)
+    files = total = 0
+    with repo.open(entry.name) as raw_stream:
+        raw = HashingReader(raw_stream)
+        try:
+            with contextlib.ExitStack() as stack:
+                clear: Any = raw
+                if identities:
+                    from rfbackup.encryption import decrypted
+
+                    clear = stack.enter_context(decrypted(raw, identities, where))
+                stream = stack.enter_context(decompressed("zstd", clear))
+                tar = stack.enter_context(
+                    tarfile.open(fileobj=stream, mode="r|", bufsize=1024 * 1024)
+                )
+                tar.copybufsize = 1024 * 1024  # type: ignore[attr-defined]
+                with Reporter("restoring the base backup", entry.manifest.data.raw_bytes) as p:
+                    for member in tar:
+                        _safe_member(member)
+                        if hasattr(tarfile, "data_filter"):
+                            tar.extract(member, data_dir, filter="fully_trusted")
+                        else:
+                            tar.extract(member, data_dir)
+                        files += 1
+                        total += member.size
+                        p.advance(member.size + 512)
+                while raw.read(1024 * 1024):
+                    pass
+        except DECOMPRESSION_ERRORS as exc:
+            raise IntegrityError(f"{where} is corrupt: {exc}") from None
+        except tarfile.TarError as exc:
+            raise IntegrityError(f"{where} is not a readable tar stream: {exc}") from None
+    if raw.sha256 != entry.manifest.sha256:
+        raise IntegrityError(f"{where} does not match its manifest's sha256: corrupted in storage")
+    return files, total
+
+
+def verify_files(data_dir: Path, bin_dir: Path | None, major: int) -> None:
+    """PostgreSQL's own check of the restored files against the backup's backup_manifest."""
+    from rfbackup.sources.postgres import tools
+
+    if not (data_dir / "backup_manifest").exists():
+        return
+    program = tools.find("pg_verifybackup", bin_dir, major)
+    proc = subprocess.run(
+        [program, "--quiet", "--no-parse-wal", str(data_dir)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        raise IntegrityError(f"pg_verifybackup: {lines[-1] if lines else 'failed'}")
+
+
+def owner_of(name: str | None) -> pwd.struct_passwd:
+    if name is None:
+        name = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise ConfigError(f"no such user {name!r} to own the data directory") from None
+
+
+def chown_tree(root: Path, user: pwd.struct_passwd) -> None:
+    if os.geteuid() != 0:
+        return
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chown(dirpath, user.pw_uid, user.pw_gid)
+        for name in filenames:
+            os.lchown(os.path.join(dirpath, name), user.pw_uid, user.pw_gid)
+    os.chmod(root, 0o700)
+
+
+# -- recovery settings ----------------------------------------------------------------------
+
+
+# -- starting and watching the server -------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    data_dir: str
+    backup: str
+    target: str
+    files: int = 0
+    bytes: int = 0
+    started: bool = False
+    promoted: bool = False
+    port: int | None = None
+    timeline: int | None = None
+    stopped_at: str | None = None  # PostgreSQL's "recovery stopping ..." line
+    last_transaction: str | None = None
+    redo_done_at: str | None = None
+    log_file: str | None = None
+    moved_aside: str | None = None
+    restored_wal: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def as_owner(cmd: list[str], user: pwd.struct_passwd) -> list[str]:
+    if os.geteuid() == 0 and user.pw_uid != 0:
+        return ["runuser", "-u", user.pw_name, "--", *cmd]
+    return cmd
+
+
+def start_and_wait(
+    data_dir: Path, user: pwd.struct_passwd, bin_dir: Path | None, major: int, outcome: Outcome
+) -> None:
+    """Start the server, wait for recovery to reach its target and promote, and read from
+    the server log where recovery stopped."""
+    from rfbackup.sources.postgres import tools
+
+    log_file = data_dir / LOG_NAME
+    outcome.log_file = str(log_file)
+    pg_ctl = tools.find("pg_ctl", bin_dir, major)
+    # logging_collector=off for this start only, so recovery's messages land in our log.
+    cmd = [pg_ctl, "-D", str(data_dir), "-l", str(log_file), "-o", "-c logging_collector=off"]
+    proc = subprocess.run(as_owner([*cmd, "-W", "start"], user), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RestoreError(f"pg_ctl start failed: {(proc.stderr or proc.stdout).strip()}")
+    outcome.started = True
+    signal = data_dir / SIGNAL
+    with Reporter("replaying WAL", None, interval=10.0) as progress:
+        while signal.exists():
+            time.sleep(0.3)
+            text = log_file.read_text(errors="replace") if log_file.exists() else ""
+            count = text.count("restored log file")
+            if count > outcome.restored_wal:
+                progress.advance(count - outcome.restored_wal)
+                outcome.restored_wal = count
+            fatal = re.search(r"^.*(FATAL|PANIC):.*$", text, re.M)
+            if (fatal or not _running(data_dir)) and signal.exists():
+                line = fatal.group(0) if fatal else "the server exited"
+                raise RestoreError(
+                    f"recovery failed: {line.split(':', 3)[-1].strip()} (log: {log_file})"
+                )
+    _wait_ready(log_file, data_dir)
+    outcome.promoted = True
+    _read_outcome(log_file.read_text(errors="replace"), outcome)
+
+
+def _running(data_dir: Path) -> bool:
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_ready(log_file: Path, data_dir: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_file.read_text(errors="replace")
+        if "database system is ready to accept connections" in text:
+            return
+        if not _running(data_dir):
+            raise RestoreError(f"the server stopped after recovery (log: {log_file})")
+        time.sleep(0.2)
+    raise RestoreError(f"the server did not accept connections after promotion (log: {log_file})")
+
+
+def _read_outcome(text: str, outcome: Outcome) -> None:
+    def last(pattern: str) -> str | None:
+        found = re.findall(pattern, text, re.M)
+        return found[-1].strip() if found else None
+
+    outcome.stopped_at = last(r"LOG:\s+(recovery stopping .*)$")
+    outcome.last_transaction = last(r"last completed transaction was at log time (.*)$")
+    outcome.redo_done_at = last(r"redo done at (\S+)")
+    tli = last(r"selected new timeline ID: (\d+)")
+    outcome.timeline = int(tli) if tli else None
+
+
+# -- the whole command ----------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    target: Target
+    data_dir: Path
+    backup: str | None = None
+    force: bool = False
+    start: bool = False
+    port: int | None = None
+    archive: bool = False
+    owner: str | None = None
+    repo_url: str | None = None
+    verify: bool = True
+
+
+def _identities(settings: Settings, what: str) -> list[Any]:
+    path = settings.encryption.identity_file
+    if path is None:
+        raise ConfigError(f"{what} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE")
+    from rfbackup.encryption import load_identities
+
+    return load_identities(path)
+
+
+def prepare_dir(data_dir: Path, force: bool) -> Path | None:
+    """Make sure ``data_dir`` is empty; with force, move what is there aside (never delete).
+    Returns where the old directory went."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(f"{data_dir} exists and is not a directory")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        if (data_dir / "postmaster.pid").exists():
+            raise RestoreError(f"{data_dir} belongs to a running server; stop it first")
+        if not force:
+            raise RestoreError(
+                f"{data_dir} is not empty; choose an empty directory, or pass --force to move "
+                "its contents aside (nothing is deleted)"
+            )
+        aside = data_dir.with_name(
+            f"{data_dir.name}.pre-pitr-{datetime.now().strftime('%Y%m%d_%H%M%S')}"
+        )
+        os.rename(data_dir, aside)
+        return aside
+    if not data_dir.parent.is_dir():
+        raise ConfigError(f"{data_dir.parent} does not exist")
+    return None
+
+
+def pitr(settings: Settings, req: Request) -> Outcome:
+    t0 = time.monotonic()
+    repo = settings.open_repository(req.repo_url)
+    user = owner_of(req.owner)
+    backup = choose(base_backups(repo), req.target, req.backup)
+    assert backup.manifest is not None
+    identities: list[Any] = []
+    if backup.manifest.encryption:
+        identities = _identities(settings, backup.name)
+    archive = WalArchive(repo, identities=identities)
+    check_wal(archive, backup, req.target)
+    major = int(backup.manifest.physical.get("pg_version_num", 0)) // 10000
+    data_dir = req.data_dir.resolve()
+    outcome = Outcome(str(data_dir), backup.name, req.target.describe())
+    aside = prepare_dir(data_dir, req.force)
+    outcome.moved_aside = str(aside) if aside else None
+    created = not data_dir.exists()
+    data_dir.mkdir(mode=0o700, exist_ok=True)
+    log.info("restoring %s into %s for recovery to %s", backup.name, data_dir, outcome.target)
+    try:
+        outcome.files, outcome.bytes = extract(repo, backup, data_dir, identities)
+        if req.verify:
+            verify_files(data_dir, settings.pg_bin, major)
+        values = {
+            "restore_command": (
+                f"{config_prefix()}{rfbackup_command()} wal-fetch "
+                f"--repo {shlex.quote(absolute_url(repo.url))} %f %p"
+            ),
+            "recovery_target_timeline": "latest",
+            "recovery_target_action": "promote",
+            **req.target.settings(),
+        }
+        if req.port is not None:
+            values["port"] = str(req.port)
+        if not req.archive:
+            values["archive_mode"] = "off"
+        write_auto_conf(data_dir, values, f"rfbackup pitr {datetime.now(UTC).isoformat()}")
+        (data_dir / SIGNAL).touch()
+        shutil.rmtree(data_dir / "pg_wal" / PREFETCH_DIR, ignore_errors=True)
+        chown_tree(data_dir, user)
+    except BaseException:
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            for child in data_dir.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        if aside is not None:
+            data_dir.rmdir()
+            os.rename(aside, data_dir)
+            outcome.moved_aside = None
+        raise
+    outcome.port = req.port
+    if req.start:
+        start_and_wait(data_dir, user, settings.pg_bin, major, outcome)
+        shutil.rmtree(data_dir / "pg_wal" / PREFETCH_DIR, ignore_errors=True)
+    if not req.archive:
+        outcome.notes.append(
+            "archive_mode is off on the recovered server, so its new timeline does not mix "
+            "with the original's WAL; if it becomes the primary, run `rfbackup pitr setup "
+            "--data-dir` and take a base backup"
+        )
+    outcome.seconds = round(time.monotonic() - t0, 3)
+    return outcome
