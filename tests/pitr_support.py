@@ -91,8 +91,10 @@ class Archiving:
         )
 
     def sql(self, query: str, port: int | None = None) -> str:
-        dsn = self.pg.dsn() if port is None else self.pg.dsn().replace(
-            f"port={self.pg.port}", f"port={port}"
+        dsn = (
+            self.pg.dsn()
+            if port is None
+            else self.pg.dsn().replace(f"port={self.pg.port}", f"port={port}")
         )
         with psycopg.connect(dsn, autocommit=True) as conn:
             cur = conn.execute(query)

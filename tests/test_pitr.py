@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
-from pitr_support import Archiving, archiving_cluster, free_port, utc_now
+from conftest import new_bucket
+from pitr_support import Archiving, archiving_cluster, free_port, shared_dir, utc_now
+
+from rfbackup.pitr.archive import WalArchive
+from rfbackup.sandbox.seaweedfs import ThrowawayS3
+from rfbackup.storage.local import LocalRepository
+
+
+def postgres_ids() -> tuple[int, int]:
+    pw = pwd.getpwnam("postgres")
+    return pw.pw_uid, pw.pw_gid
 
 
 def accident(cluster: Archiving) -> str:
@@ -25,7 +40,14 @@ def recover(cluster: Archiving, *args: str, **extra: str) -> tuple[dict[str, obj
     data_dir = cluster.new_data_dir()
     port = free_port()
     r = cluster.run(
-        "pitr", *args, "--data-dir", str(data_dir), "--start", "--port", str(port), "--json",
+        "pitr",
+        *args,
+        "--data-dir",
+        str(data_dir),
+        "--start",
+        "--port",
+        str(port),
+        "--json",
         **extra,
     )
     assert r.returncode == 0, r.stderr
@@ -49,3 +71,92 @@ def test_recovers_deleted_rows_to_a_time() -> None:
         assert cluster.sql("SELECT count(*) FROM items WHERE note = 'after'", port) == "0"
         # the original keeps running, untouched
         assert cluster.sql("SELECT count(*) FROM items") == "60"
+
+
+def test_timeline_switch_then_recover_again() -> None:
+    """Recover (timeline 2) with archiving on, write there, then recover from the same base
+    backup across the switch, following the history file to timeline 3."""
+    with archiving_cluster() as cluster:
+        assert cluster.run("backup", "base").returncode == 0
+        target = accident(cluster)
+        outcome, port = recover(cluster, "--target-time", target, "--archive")
+        assert outcome["timeline"] == 2
+        cluster.sql("INSERT INTO items SELECT g, 'tl2' FROM generate_series(2001, 2005) g", port)
+        time.sleep(1.1)
+        second = utc_now()
+        time.sleep(1.1)
+        cluster.sql("DELETE FROM items WHERE note = 'tl2' AND id > 2002", port)
+        cluster.switch_and_wait(port)
+        cluster.pg.stop()
+
+        again, port3 = recover(cluster, "--target-time", second)
+
+        assert again["timeline"] == 3
+        assert cluster.sql("SELECT count(*) FROM items WHERE note = 'tl2'", port3) == "5"
+        assert cluster.sql("SELECT count(*) FROM items", port3) == "205"
+        verify = cluster.run("wal-verify", "--json")
+        assert verify.returncode == 0, verify.stderr
+        assert json.loads(verify.stdout)["timelines"][:2] == [1, 2]
+
+
+def test_through_s3_with_encryption(s3: ThrowawayS3) -> None:
+    bucket = new_bucket(s3)
+    key_dir = shared_dir("rfbackup-age-")
+    identity = key_dir / "identity.txt"
+    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    os.chown(identity, *postgres_ids())  # the recovered server's restore_command reads it
+    repo = f"s3://{bucket}/researchflow"
+    with archiving_cluster(repo, **s3.env(), RFBACKUP_ENCRYPTION__RECIPIENTS=public) as cluster:
+        assert cluster.run("backup", "base").returncode == 0
+        target = accident(cluster)
+        keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
+        assert any(k.startswith("researchflow/base/") and k.endswith(".tar.zst.age") for k in keys)
+        assert any(k.startswith("researchflow/wal/") and k.endswith(".zst.age") for k in keys)
+        no_key = cluster.run("pitr", "--target-time", target, "--data-dir", "/tmp/rfb-never")
+        assert no_key.returncode == 3 and "IDENTITY_FILE" in no_key.stderr
+
+        outcome, port = recover(
+            cluster,
+            "--target-time",
+            target,
+            RFBACKUP_ENCRYPTION__IDENTITY_FILE=str(identity),
+        )
+
+        assert outcome["promoted"] is True
+        assert cluster.sql("SELECT count(*), max(id) FROM items", port) == "200|200"
+    shutil.rmtree(key_dir)
+
+
+def test_retention_keeps_exactly_what_the_oldest_kept_backup_needs() -> None:
+    with archiving_cluster() as cluster:
+        cluster.sql("CREATE TABLE t (i int)")
+        starts = []
+        for i in range(3):
+            b = cluster.run("backup", "base", "--json")
+            assert b.returncode == 0, b.stderr
+            starts.append(json.loads(b.stdout)["wal_start"])
+            cluster.sql(f"INSERT INTO t VALUES ({i})")
+            cluster.switch_and_wait()
+            time.sleep(1.1)  # base backup names have one-second resolution
+        archive = WalArchive(LocalRepository(Path(cluster.repo)))
+        before = {a.name for a in archive.all()}
+
+        preview = cluster.run(
+            "pitr", "prune", "--keep-days", "0", "--keep-min", "2", "--json", "--dry-run"
+        )
+        assert preview.returncode == 0, preview.stderr
+        assert {a.name for a in archive.all()} == before  # dry run deletes nothing
+        r = cluster.run("pitr", "prune", "--keep-days", "0", "--keep-min", "2", "--json")
+        assert r.returncode == 0, r.stderr
+
+        after = {a.name for a in archive.all()}
+        expected = {n for n in before if n.endswith(".history") or n[:24] >= starts[1]}
+        assert after == expected and len(after) < len(before)
+        listed = json.loads(cluster.run("pitr", "list", "--json").stdout)
+        assert [row["wal_start"] for row in listed] == [starts[2], starts[1]]
+        assert cluster.run("wal-verify").returncode == 0
+        _, port = recover(cluster, "--latest", "--backup", listed[1]["name"])
+        assert cluster.sql("SELECT count(*) FROM t", port) == "3"

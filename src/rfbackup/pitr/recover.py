@@ -318,6 +318,9 @@ def start_and_wait(
             fatal = re.search(r"^.*(FATAL|PANIC):.*$", text, re.M)
             if (fatal or not _running(data_dir)) and signal.exists():
                 line = fatal.group(0) if fatal else "the server exited"
+                ours = re.findall(r"^rfbackup wal-fetch: error: (.*)$", text, re.M)
+                if ours:
+                    line = f"wal-fetch: {ours[-1]}"
                 raise RestoreError(
                     f"recovery failed: {line.split(':', 3)[-1].strip()} (log: {log_file})"
                 )
@@ -382,13 +385,20 @@ class Request:
     verify: bool = True
 
 
-def _identities(settings: Settings, what: str) -> list[Any]:
+def _identities(settings: Settings, what: str, user: pwd.struct_passwd) -> list[Any]:
     path = settings.encryption.identity_file
     if path is None:
         raise ConfigError(f"{what} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE")
     from rfbackup.encryption import load_identities
 
-    return load_identities(path)
+    identities = load_identities(path)
+    st = path.stat()
+    if st.st_uid != user.pw_uid and not st.st_mode & 0o044 and user.pw_uid != 0:
+        raise ConfigError(
+            f"{path} is not readable by {user.pw_name}, who runs the recovered server's "
+            "restore_command (wal-fetch decrypts WAL with it)"
+        )
+    return identities
 
 
 def prepare_dir(data_dir: Path, force: bool) -> Path | None:
@@ -422,7 +432,7 @@ def pitr(settings: Settings, req: Request) -> Outcome:
     assert backup.manifest is not None
     identities: list[Any] = []
     if backup.manifest.encryption:
-        identities = _identities(settings, backup.name)
+        identities = _identities(settings, backup.name, user)
     archive = WalArchive(repo, identities=identities)
     check_wal(archive, backup, req.target)
     major = int(backup.manifest.physical.get("pg_version_num", 0)) // 10000

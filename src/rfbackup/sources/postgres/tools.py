@@ -16,7 +16,6 @@ from typing import IO
 
 from rfbackup.errors import ConfigError
 
-
 DEBIAN_LAYOUT = Path("/usr/lib/postgresql")
 
 
