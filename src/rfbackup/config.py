@@ -52,11 +52,12 @@ class PostgresPolicy(BaseModel):
 class PitrPolicy(BaseModel):
     """Physical base backups and the WAL archive (point-in-time recovery)."""
 
-    zstd_level: int = Field(default=3, ge=1, le=19)  # base backups and WAL, like pgBackRest
+    zstd_level: int = Field(default=3, ge=1, le=19)  # base backups, like pgBackRest
+    wal_zstd_level: int = Field(default=1, ge=1, le=19)  # WAL: half the CPU of level 3
     compression_threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1)
     keep_days: int = Field(default=14, ge=0)  # base backups; WAL follows the oldest kept
     keep_min: int = Field(default=2, ge=1)
-    push_batch: int = Field(default=16, ge=1, le=256)  # ready segments one wal-push call sends
+    push_batch: int = Field(default=32, ge=1, le=256)  # ready segments one wal-push call sends
     push_threads: int = Field(default=4, ge=1, le=64)
     prefetch: int = Field(default=8, ge=0, le=256)  # segments wal-fetch fetches ahead
     archive_wait_seconds: int = Field(default=300, ge=1)  # base backup waits for its WAL

@@ -21,10 +21,8 @@ makes recovery stop instead of promoting early on a WAL file it could not read.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +38,10 @@ FETCH_FATAL = 126
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "wal-push" and _pushed_ahead(Path(argv[-1])):
+        return 0  # the common case under load, answered before anything else is imported
+    import argparse
+
     parser = argparse.ArgumentParser(prog="rfbackup", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     push = sub.add_parser("wal-push", help="archive_command: archive one WAL file (%%p)")
@@ -62,16 +64,18 @@ def _fail(command: str, message: str) -> None:
 # -- wal-push -----------------------------------------------------------------------------
 
 
-def push_command(path: Path, repo_url: str | None) -> int:
-    marker = path.parent / STATUS_DIR / (path.name + MARKER)
+def _pushed_ahead(path: Path) -> bool:
+    """True if an earlier call's batch already archived ``path`` (its marker is consumed)."""
     try:
-        marker.unlink()
-        return 0  # pushed ahead by an earlier call's batch
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        _fail("wal-push", f"cannot remove {marker}: {exc.strerror}")
-        return 1
+        (path.parent / STATUS_DIR / (path.name + MARKER)).unlink()
+    except OSError:
+        return False
+    return True
+
+
+def push_command(path: Path, repo_url: str | None) -> int:
+    if _pushed_ahead(path):
+        return 0
     from rfbackup.errors import RfBackupError
 
     try:
@@ -99,13 +103,13 @@ def open_archive(repo_url: str | None, for_push: bool) -> tuple[WalArchive, Pitr
             from rfbackup.encryption import parse_recipients
 
             recipients = parse_recipients(keys)
-        return WalArchive(repo, policy.zstd_level, recipients=recipients), policy
+        return WalArchive(repo, policy.wal_zstd_level, recipients=recipients), policy
     identities = []
     if settings.encryption.identity_file is not None:
         from rfbackup.encryption import load_identities
 
         identities = load_identities(settings.encryption.identity_file)
-    return WalArchive(repo, policy.zstd_level, identities=identities), policy
+    return WalArchive(repo, policy.wal_zstd_level, identities=identities), policy
 
 
 def ready_files(wal_dir: Path) -> list[str]:
@@ -134,6 +138,8 @@ def push_with_batch(archive: WalArchive, path: Path, batch: int, threads: int) -
     if not extras:
         archive.push(path)
         return []
+    from concurrent.futures import ThreadPoolExecutor
+
     marked = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
         own = pool.submit(archive.push, path)
@@ -212,6 +218,8 @@ def prefetch(archive: WalArchive, name: str, folder: Path, count: int, threads: 
         seg = seg.next()
         if not (folder / seg.name).exists():
             wanted.append(seg.name)
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = [pool.submit(_quiet_fetch, archive, n, folder / n) for n in wanted]
         for future in results:
