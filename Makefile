@@ -8,7 +8,7 @@ RFBACKUP := $(VENV)/bin/rfbackup
 STAMP := $(VENV)/.bootstrapped
 
 .PHONY: help setup demo test lint unit db-backup db-backup-prod db-backup-list db-restore \
-        db-backup-retention bench
+        db-backup-retention bench bench-pitr
 
 help:
 	@echo "make demo       backup -> list -> restore -> compare on a throwaway PostgreSQL"
@@ -53,3 +53,7 @@ db-backup-retention: setup
 
 bench: setup
 	$(VENV)/bin/python benchmarks/postgres_backup.py $(BENCH_ARGS)
+
+bench-pitr: setup
+	@command -v pgbackrest >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbackrest >/dev/null; }
+	$(VENV)/bin/python benchmarks/pitr_vs_pgbackrest.py $(BENCH_ARGS)

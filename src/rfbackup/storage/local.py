@@ -132,7 +132,10 @@ class LocalRepository:
         if not self.root.is_dir():
             return
         found: list[ObjectInfo] = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # Walk only the folder the prefix names (wal/0000000100000000/...): a WAL archive
+        # holds thousands of files, and a push lists one name.
+        start = self.root / prefix.rpartition("/")[0] if "/" in prefix else self.root
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             rel_dir = Path(dirpath).relative_to(self.root)
             for name in filenames:
