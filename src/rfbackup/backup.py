@@ -27,7 +27,7 @@ from rfbackup.locks import exclusive, lock_path
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
-from rfbackup.pipeline import HashingSink, Sink, compressor
+from rfbackup.pipeline import StoredStream
 from rfbackup.progress import Reporter, human_bytes
 from rfbackup.sources.postgres import roles
 from rfbackup.sources.postgres.dump import PostgresDump
@@ -94,7 +94,7 @@ def _run(
     level: int,
     recipients: list[str],
 ) -> Manifest:
-    from rfbackup.encryption import Encryptor, parse_recipients
+    from rfbackup.encryption import parse_recipients
 
     target = settings.postgres_target()
     age = parse_recipients(recipients)
@@ -113,26 +113,17 @@ def _run(
     committed: list[str] = []
     try:
         with PostgresDump(target, fmt) as dump:
-            writer = repo.writer(name.key)
-            hashed = HashingSink(writer)
-            encryptor = Encryptor(hashed, age) if age else None
-            sink: Sink = encryptor or hashed
-            comp = compressor(compression, sink, level, settings.postgres.compression_threads)
+            threads = settings.postgres.compression_threads
+            stream = StoredStream(repo.writer(name.key), compression, level, threads, age)
             try:
                 with Reporter(f"dumping {dump.info.database['name']}", dump.size_estimate) as p:
                     for chunk in dump.chunks():
-                        comp.write(chunk)
+                        stream.write(chunk)
                         p.advance(len(chunk))
-                comp.finish()
-                if encryptor is not None:
-                    encryptor.finish()
                 info = dump.finish()
-                writer.commit()
+                stream.commit()
             except BaseException:
-                comp.abort()
-                if encryptor is not None:
-                    encryptor.abort()
-                writer.abort()
+                stream.abort()
                 raise
             committed.append(name.key)
         roles_record = _store_roles(repo, name, target, info.database["name"], age, committed)
@@ -146,7 +137,7 @@ def _run(
             duration_seconds=round(time.monotonic() - t0, 3),
             compression=compression,
             compression_level=level,
-            data=StoredFile(name.key, hashed.sha256, hashed.size, comp.raw_bytes),
+            data=StoredFile(name.key, stream.sha256, stream.stored_bytes, stream.raw_bytes),
             database=info.database,
             dump={
                 "format": fmt,
@@ -164,11 +155,11 @@ def _run(
     log.info(
         "backup %s done: %s raw -> %s stored in %.1f s, %d tables, sha256 %s",
         name.key,
-        human_bytes(comp.raw_bytes),
-        human_bytes(hashed.size),
+        human_bytes(stream.raw_bytes),
+        human_bytes(stream.stored_bytes),
         manifest.duration_seconds,
         len(info.row_counts),
-        hashed.sha256[:16],
+        stream.sha256[:16],
     )
     return manifest
 

@@ -18,9 +18,12 @@ import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from rfbackup.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from rfbackup.storage.base import ObjectWriter
 
 BLOCK_SIZE = 4 * 1024 * 1024
 READ_SIZE = 1024 * 1024
@@ -136,6 +139,58 @@ def compressor(kind: str, sink: Sink, level: int, threads: int) -> Compressor:
     if kind == "zstd":
         return ZstdCompressor(sink, level, threads)
     raise ValueError(f"unknown compression {kind!r}")
+
+
+class StoredStream:
+    """compress -> [age encrypt] -> sha256 -> a repository writer, as one stage.
+
+    :meth:`commit` finishes every stage in order and makes the object visible; :meth:`abort`,
+    or a failure while the stages are built, leaves nothing behind."""
+
+    def __init__(
+        self, writer: ObjectWriter, kind: str, level: int, threads: int, recipients: list[Any]
+    ) -> None:
+        self.writer = writer
+        self.hashed = HashingSink(writer)
+        self.encryptor: Any = None
+        try:
+            if recipients:
+                from rfbackup.encryption import Encryptor
+
+                self.encryptor = Encryptor(self.hashed, recipients)
+            self.comp = compressor(kind, self.encryptor or self.hashed, level, threads)
+        except BaseException:
+            if self.encryptor is not None:
+                self.encryptor.abort()
+            writer.abort()
+            raise
+
+    def write(self, data: bytes) -> None:
+        self.comp.write(data)
+
+    def commit(self) -> None:
+        self.comp.finish()
+        if self.encryptor is not None:
+            self.encryptor.finish()
+        self.writer.commit()
+
+    def abort(self) -> None:
+        self.comp.abort()
+        if self.encryptor is not None:
+            self.encryptor.abort()
+        self.writer.abort()
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.comp.raw_bytes
+
+    @property
+    def stored_bytes(self) -> int:
+        return self.hashed.size
+
+    @property
+    def sha256(self) -> str:
+        return self.hashed.sha256
 
 
 def decompressed(kind: str | None, raw: BinaryIO) -> IO[bytes]:

@@ -24,7 +24,7 @@ from rfbackup.errors import ConfigError, IntegrityError, SourceError
 from rfbackup.locks import exclusive
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
-from rfbackup.pipeline import BLOCK_SIZE, HashingSink, Sink, compressor
+from rfbackup.pipeline import BLOCK_SIZE, StoredStream
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.pitr.walnames import Segment, end_segment, format_lsn, parse_lsn
 from rfbackup.progress import Reporter, human_bytes
@@ -129,7 +129,7 @@ def _run(
     server: Server,
     recipients: list[str],
 ) -> Manifest:
-    from rfbackup.encryption import Encryptor, parse_recipients
+    from rfbackup.encryption import parse_recipients
     from rfbackup.sources.postgres import tools
 
     policy = settings.pitr
@@ -145,22 +145,20 @@ def _run(
     program = tools.find("pg_basebackup", target.bin_dir)
     cmd = [program, "-D", "-", "-Ft", "-X", "fetch", "-v", f"--checkpoint={policy.checkpoint}"]
     cmd += ["--label", f"rfbackup {started.strftime(STAMP)}"]
-    writer = repo.writer(key)
     committed: list[str] = []
     try:
-        hashed = HashingSink(writer)
-        encryptor = Encryptor(hashed, age) if age else None
-        sink: Sink = encryptor or hashed
-        comp = compressor("zstd", sink, policy.zstd_level, policy.compression_threads)
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=target.child_env()
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        errors = tools.StderrTail(proc.stderr, keep=200)
+        threads = policy.compression_threads
+        stream = StoredStream(repo.writer(key), "zstd", policy.zstd_level, threads, age)
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=target.child_env()
+            )
+            assert proc.stdout is not None and proc.stderr is not None
+            errors = tools.StderrTail(proc.stderr, keep=200)
             with Reporter("copying the data directory", server.size_bytes) as progress:
                 while chunk := proc.stdout.read(BLOCK_SIZE):
-                    comp.write(chunk)
+                    stream.write(chunk)
                     progress.advance(len(chunk))
             rc = proc.wait()
             errors.join()
@@ -168,16 +166,11 @@ def _run(
                 raise SourceError(f"pg_basebackup failed (exit {rc}): {errors.last}")
             start_lsn, timeline, stop_lsn = _positions(list(errors.lines))
             stop_time = datetime.now(UTC)
-            comp.finish()
-            if encryptor is not None:
-                encryptor.finish()
-            writer.commit()
+            stream.commit()
         except BaseException:
-            tools.stop(proc)
-            comp.abort()
-            if encryptor is not None:
-                encryptor.abort()
-            writer.abort()
+            if proc is not None:
+                tools.stop(proc)
+            stream.abort()
             raise
         committed.append(key)
         first = Segment.of_lsn(timeline, start_lsn, server.segment_size)
@@ -193,7 +186,7 @@ def _run(
             duration_seconds=round(time.monotonic() - t0, 3),
             compression="zstd",
             compression_level=policy.zstd_level,
-            data=StoredFile(key, hashed.sha256, hashed.size, comp.raw_bytes),
+            data=StoredFile(key, stream.sha256, stream.stored_bytes, stream.raw_bytes),
             database={"host": target.display.rpartition("/")[0], "version": server.version},
             encryption={"format": "age", "recipients": recipients} if age else {},
             physical={
@@ -218,8 +211,8 @@ def _run(
     log.info(
         "base backup %s done: %s raw -> %s stored in %.1f s, WAL %s..%s archived",
         key,
-        human_bytes(comp.raw_bytes),
-        human_bytes(hashed.size),
+        human_bytes(stream.raw_bytes),
+        human_bytes(stream.stored_bytes),
         manifest.duration_seconds,
         first.name,
         last.name,
