@@ -160,3 +160,15 @@ def test_retention_keeps_exactly_what_the_oldest_kept_backup_needs() -> None:
         assert cluster.run("wal-verify").returncode == 0
         _, port = recover(cluster, "--latest", "--backup", listed[1]["name"])
         assert cluster.sql("SELECT count(*) FROM t", port) == "3"
+
+
+def test_base_backup_that_cannot_start_leaves_nothing() -> None:
+    with archiving_cluster() as cluster:
+        tools = shared_dir("rfbackup-bin-")
+        (tools / "pg_basebackup").write_text("#!/bin/sh\n")  # not executable
+        r = cluster.run("backup", "base", RFBACKUP_PG_BIN=str(tools))
+        assert r.returncode == 3, r.stderr
+        assert "cannot run" in r.stderr and "Traceback" not in r.stderr
+        base = Path(cluster.repo) / "base"
+        assert not base.exists() or list(base.iterdir()) == []
+        shutil.rmtree(tools)

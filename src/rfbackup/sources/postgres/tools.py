@@ -7,6 +7,7 @@ Connection details reach the programs only through their environment (``PGHOST``
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import threading
@@ -27,6 +28,8 @@ def find(program: str, bin_dir: Path | None, major: int | None = None) -> str:
         path = bin_dir / program
         if not path.exists():
             raise ConfigError(f"{program} not found in RFBACKUP_PG_BIN ({bin_dir})")
+        if not os.access(path, os.X_OK):
+            raise ConfigError(f"cannot run {path}: it is not executable")
         return str(path)
     if major is not None and (DEBIAN_LAYOUT / str(major) / "bin" / program).exists():
         return str(DEBIAN_LAYOUT / str(major) / "bin" / program)
