@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import new_bucket
 from pitr_support import Archiving, archiving_cluster, free_port, shared_dir, utc_now
 
@@ -172,3 +173,34 @@ def test_base_backup_that_cannot_start_leaves_nothing() -> None:
         base = Path(cluster.repo) / "base"
         assert not base.exists() or list(base.iterdir()) == []
         shutil.rmtree(tools)
+
+
+def test_restore_onto_a_full_disk_says_so_and_leaves_nothing() -> None:
+    with archiving_cluster() as cluster:
+        assert cluster.run("backup", "base").returncode == 0
+        data_dir = cluster.new_data_dir()
+        data_dir.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(data_dir)]
+        if subprocess.run(mount, capture_output=True).returncode != 0:
+            pytest.skip("cannot mount a small tmpfs here")
+        try:
+            r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+            assert r.returncode == 8, r.stderr
+            assert "disk full" in r.stderr and "damaged" not in r.stderr
+            assert list(data_dir.iterdir()) == []
+        finally:
+            subprocess.run(["umount", str(data_dir)], check=False)
+
+
+def test_corrupted_base_backup_is_refused_and_leaves_nothing() -> None:
+    with archiving_cluster() as cluster:
+        assert cluster.run("backup", "base").returncode == 0
+        (stored,) = (Path(cluster.repo) / "base").glob("*.tar.zst")
+        blob = bytearray(stored.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        stored.write_bytes(bytes(blob))
+        data_dir = cluster.new_data_dir()
+        r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+        assert r.returncode == 6, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 2  # the INFO line, then one error
+        assert not data_dir.exists()

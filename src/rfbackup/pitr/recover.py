@@ -7,7 +7,6 @@ target, refusing before anything is written when the backup or the WAL is not th
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import re
@@ -180,7 +179,9 @@ def extract(
 ) -> tuple[int, int]:
     """Unpack the base backup into ``data_dir``; returns (files, bytes). Raises
     IntegrityError if the stored bytes differ from the manifest's sha256."""
-    from rfbackup.pipeline import DECOMPRESSION_ERRORS, HashingReader, decompressed
+    from rfbackup.pipeline import HashingReader
+    from rfbackup.restore import Located, plaintext
+    from rfbackup.storage.local import storage_error
 
     assert entry.manifest is not None
     where = repo.describe(entry.name)
@@ -188,31 +189,26 @@ def extract(
     with repo.open(entry.name) as raw_stream:
         raw = HashingReader(raw_stream)
         try:
-            with contextlib.ExitStack() as stack:
-                clear: Any = raw
-                if identities:
-                    from rfbackup.encryption import decrypted
-
-                    clear = stack.enter_context(decrypted(raw, identities, where))
-                stream = stack.enter_context(decompressed("zstd", clear))
-                tar = stack.enter_context(
-                    tarfile.open(fileobj=stream, mode="r|", bufsize=1024 * 1024)
-                )
+            with (
+                plaintext(Located(repo, entry), raw, identities) as stream,
+                tarfile.open(fileobj=stream, mode="r|", bufsize=1024 * 1024) as tar,
+            ):
                 tar.copybufsize = 1024 * 1024  # type: ignore[attr-defined]
                 with Reporter("restoring the base backup", entry.manifest.data.raw_bytes) as p:
                     for member in tar:
                         _safe_member(member)
-                        if hasattr(tarfile, "data_filter"):
-                            tar.extract(member, data_dir, filter="fully_trusted")
-                        else:
-                            tar.extract(member, data_dir)
+                        try:
+                            if hasattr(tarfile, "data_filter"):
+                                tar.extract(member, data_dir, filter="fully_trusted")
+                            else:
+                                tar.extract(member, data_dir)
+                        except OSError as exc:  # ours to write, not the backup's fault
+                            raise storage_error(exc, str(data_dir / member.name)) from None
                         files += 1
                         total += member.size
                         p.advance(member.size + 512)
                 while raw.read(1024 * 1024):
                     pass
-        except DECOMPRESSION_ERRORS as exc:
-            raise IntegrityError(f"{where} is corrupt: {exc}") from None
         except tarfile.TarError as exc:
             raise IntegrityError(f"{where} is not a readable tar stream: {exc}") from None
     if raw.sha256 != entry.manifest.sha256:
