@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from conftest import base_env
 
 from rfbackup.sandbox.postgres import PG_BIN, ThrowawayPostgres, free_port
 
@@ -32,12 +33,6 @@ def shared_dir(prefix: str) -> Path:
         pw = pwd.getpwnam("postgres")
         os.chown(path, pw.pw_uid, pw.pw_gid)
     return path
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "RFBACKUP_"))}
-    env.pop("DATABASE_URL", None)
-    return env
 
 
 @dataclass
@@ -72,7 +67,7 @@ class Archiving:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            **clean_env(),
+            **base_env(self.work),
             **self.server_env,
             **self.pg.env(),
             "RFBACKUP_REPOSITORY": self.repo,
@@ -147,4 +142,12 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-__all__ = ["Archiving", "archiving_cluster", "free_port", "shared_dir", "stop_server", "utc_now"]
+__all__ = [
+    "Archiving",
+    "archiving_cluster",
+    "base_env",
+    "free_port",
+    "shared_dir",
+    "stop_server",
+    "utc_now",
+]

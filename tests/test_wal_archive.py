@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pitr_support import RFBACKUP_EXE, archiving_cluster, clean_env, shared_dir
+from pitr_support import RFBACKUP_EXE, archiving_cluster, base_env, shared_dir
 
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.sandbox.postgres import ThrowawayPostgres
@@ -18,7 +18,7 @@ from rfbackup.storage.local import LocalRepository
 def wal(*args: str, repo: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(RFBACKUP_EXE), *args[:1], "--repo", repo, *args[1:]],
-        env=clean_env(),
+        env=base_env(cwd or Path.cwd()),
         cwd=cwd,
         capture_output=True,
         text=True,

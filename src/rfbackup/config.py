@@ -128,6 +128,14 @@ class EncryptionOptions(BaseModel):
                 ) from None
         return [k for k in keys if k and not k.startswith("#")]
 
+    def identities(self) -> list[Any]:
+        """The age identities of ``identity_file`` (pyrage objects), or [] when none is set."""
+        if self.identity_file is None:
+            return []
+        from rfbackup.encryption import load_identities
+
+        return load_identities(self.identity_file)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

@@ -96,9 +96,7 @@ def identities_for(settings: Settings, loc: Located) -> list[Any]:
         raise ConfigError(
             f"{loc.key} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE to the age identity"
         )
-    from rfbackup.encryption import load_identities
-
-    return load_identities(path)
+    return settings.encryption.identities()
 
 
 @contextmanager

@@ -244,8 +244,8 @@ def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOpti
     """
     from rfbackup.pitr import chain
     from rfbackup.pitr.archive import WalArchive
+    from rfbackup.pitr.basebackup import wal_range
     from rfbackup.pitr.recover import base_backups
-    from rfbackup.pitr.walnames import Segment
 
     s = settings(env, repo)
     repository = s.open_repository()
@@ -254,15 +254,8 @@ def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOpti
         raise ConfigError("no base backup in the repository: nothing to verify WAL from")
     oldest = backups[-1]
     assert oldest.manifest is not None
-    physical = oldest.manifest.physical
-    start = Segment.parse(str(physical["wal_start"]), int(physical["wal_segment_size"]))
-    assert start is not None
-    identities = []
-    if s.encryption.identity_file is not None:
-        from rfbackup.encryption import load_identities
-
-        identities = load_identities(s.encryption.identity_file)
-    report = chain.check(WalArchive(repository, identities=identities), start)
+    start, _ = wal_range(oldest.manifest)
+    report = chain.check(WalArchive(repository, identities=s.encryption.identities()), start)
     doc = {
         "oldest_base_backup": oldest.name,
         "from": start.name,

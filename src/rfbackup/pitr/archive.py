@@ -73,14 +73,9 @@ class Archived:
     modified: datetime
     encrypted: bool
 
-    def segment(self, size: int) -> Segment | None:
-        return Segment.parse(self.name, size)
-
 
 @dataclass(frozen=True)
 class SegmentHeader:
-    magic: int
-    timeline: int
     page_address: int
     system_identifier: int
     segment_size: int
@@ -91,10 +86,10 @@ def read_header(data: bytes, where: str) -> SegmentHeader:
     a WAL segment."""
     if len(data) < _HEADER.size:
         raise IntegrityError(f"{where} is not a WAL segment: only {len(data)} bytes")
-    magic, info, tli, pageaddr, _rem, sysid, seg_size, _blcksz = _HEADER.unpack_from(data)
+    _magic, info, _tli, pageaddr, _rem, sysid, seg_size, _blcksz = _HEADER.unpack_from(data)
     if not info & XLP_LONG_HEADER or seg_size == 0 or seg_size & (seg_size - 1):
         raise IntegrityError(f"{where} is not a WAL segment: no long page header")
-    return SegmentHeader(magic, tli, pageaddr, sysid, seg_size)
+    return SegmentHeader(pageaddr, sysid, seg_size)
 
 
 def key_for(name: str, sha256: str, encrypted: bool) -> str:

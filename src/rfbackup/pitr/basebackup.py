@@ -246,6 +246,16 @@ def wait_for_wal(archive: WalArchive, first: Segment, last: Segment, timeout: fl
         time.sleep(0.5)
 
 
+def wal_range(m: Manifest) -> tuple[Segment, Segment]:
+    """The first and last WAL segment a base backup needs, from its manifest."""
+    p = m.physical
+    size = int(p["wal_segment_size"])
+    first, last = Segment.parse(str(p["wal_start"]), size), Segment.parse(str(p["wal_stop"]), size)
+    if first is None or last is None:
+        raise IntegrityError(f"{m.name}: the manifest's WAL range is unreadable")
+    return first, last
+
+
 def describe(m: Manifest) -> dict[str, Any]:
     p = m.physical
     return {

@@ -21,10 +21,6 @@ class Lineage:
 
     steps: tuple[tuple[int, int], ...]  # (timeline, first segment number), ascending
 
-    @property
-    def newest(self) -> int:
-        return self.steps[-1][0]
-
     def timeline_at(self, number: int) -> int:
         timeline = self.steps[0][0]
         for tli, begins in self.steps:
@@ -35,7 +31,6 @@ class Lineage:
 
 @dataclass
 class ChainReport:
-    first: Segment
     last: Segment | None  # newest archived segment on the lineage
     lineage: Lineage
     missing: list[str] = field(default_factory=list)
@@ -67,15 +62,10 @@ def lineage(archive: WalArchive, files: dict[str, Archived], timeline: int, size
     return best
 
 
-def check(
-    archive: WalArchive,
-    start: Segment,
-    files: dict[str, Archived] | None = None,
-    until: int | None = None,
-) -> ChainReport:
+def check(archive: WalArchive, start: Segment, until: int | None = None) -> ChainReport:
     """Every segment from ``start`` to the newest archived one (or to segment number
     ``until``) on the newest timeline descending from ``start.timeline``."""
-    files = files if files is not None else {a.name: a for a in archive.all()}
+    files = {a.name: a for a in archive.all()}
     size = start.size
     path = lineage(archive, files, start.timeline, size)
     on_path = []
@@ -87,13 +77,12 @@ def check(
             and path.timeline_at(seg.number) == seg.timeline
         ):
             on_path.append((seg, entry))
-    last_number = max((s.number for s, _ in on_path), default=None)
-    end = until if until is not None else last_number
-    report = ChainReport(start, None, path)
+    report = ChainReport(None, path)
     if on_path:
         newest_seg, newest = max(on_path, key=lambda x: x[0].number)
         report.last = newest_seg
         report.newest_archived_at = newest.modified
+    end = until if until is not None else report.last.number if report.last else None
     if end is None:
         report.missing.append(start.name)
         return report

@@ -27,7 +27,7 @@ from rfbackup.errors import ConfigError, IntegrityError, NotFound, RestoreError
 from rfbackup.logs import log
 from rfbackup.pitr import chain
 from rfbackup.pitr.archive import WalArchive
-from rfbackup.pitr.basebackup import COMPONENT, PREFIX
+from rfbackup.pitr.basebackup import COMPONENT, PREFIX, wal_range
 from rfbackup.pitr.setup import absolute_url, config_prefix, rfbackup_command, write_auto_conf
 from rfbackup.pitr.walcmd import PREFETCH_DIR
 from rfbackup.pitr.walnames import Segment, format_lsn, parse_lsn
@@ -135,14 +135,10 @@ def _physical(e: Entry, key: str) -> int:
 def check_wal(archive: WalArchive, backup: Entry, target: Target) -> chain.ChainReport:
     """Refuse, before anything is written, when the WAL to reach the target is not archived."""
     assert backup.manifest is not None
-    p = backup.manifest.physical
-    size = int(p["wal_segment_size"])
-    start = Segment.parse(str(p["wal_start"]), size)
-    stop = Segment.parse(str(p["wal_stop"]), size)
-    assert start is not None and stop is not None
+    start, stop = wal_range(backup.manifest)
     until = None
     if target.kind == "lsn":
-        until = max(Segment.of_lsn(0, target.lsn, size).number, stop.number)
+        until = max(Segment.of_lsn(0, target.lsn, start.size).number, stop.number)
     report = chain.check(archive, start, until=until)
     if report.missing:
         shown = ", ".join(report.missing[:3]) + (" ..." if len(report.missing) > 3 else "")
@@ -385,9 +381,7 @@ def _identities(settings: Settings, what: str, user: pwd.struct_passwd) -> list[
     path = settings.encryption.identity_file
     if path is None:
         raise ConfigError(f"{what} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE")
-    from rfbackup.encryption import load_identities
-
-    identities = load_identities(path)
+    identities = settings.encryption.identities()
     st = path.stat()
     if st.st_uid != user.pw_uid and not st.st_mode & 0o044 and user.pw_uid != 0:
         raise ConfigError(

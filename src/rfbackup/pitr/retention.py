@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from rfbackup.pitr.archive import Archived, WalArchive
+from rfbackup.pitr.basebackup import wal_range
 from rfbackup.pitr.recover import base_backups_all
 from rfbackup.pitr.walnames import Segment
 from rfbackup.retention import Decision, Policy, plan
@@ -49,12 +50,10 @@ def make_plan(archive: WalArchive, policy: Policy, now: datetime) -> PitrPlan:
         return result
     oldest = min(kept, key=lambda e: e.created_at)
     assert oldest.manifest is not None
-    size = int(oldest.manifest.physical["wal_segment_size"])
-    first = Segment.parse(str(oldest.manifest.physical["wal_start"]), size)
-    assert first is not None
+    first, _ = wal_range(oldest.manifest)
     result.wal_from = first.name
     for entry in files:
-        seg = Segment.parse(entry.name[:24], size) if len(entry.name) >= 24 else None
+        seg = Segment.parse(entry.name[:24], first.size)  # history files parse as None
         if seg is not None and seg.number < first.number:
             result.wal_delete.append(entry)
         else:

@@ -104,11 +104,7 @@ def open_archive(repo_url: str | None, for_push: bool) -> tuple[WalArchive, Pitr
 
             recipients = parse_recipients(keys)
         return WalArchive(repo, policy.wal_zstd_level, recipients=recipients), policy
-    identities = []
-    if settings.encryption.identity_file is not None:
-        from rfbackup.encryption import load_identities
-
-        identities = load_identities(settings.encryption.identity_file)
+    identities = settings.encryption.identities()
     return WalArchive(repo, policy.wal_zstd_level, identities=identities), policy
 
 
@@ -209,7 +205,7 @@ def prefetch(archive: WalArchive, name: str, folder: Path, count: int, threads: 
         return
     folder.mkdir(exist_ok=True)
     for old in os.listdir(folder):  # consumed or skipped: recovery has moved past them
-        seg = Segment.parse(old, current.size) if current else None
+        seg = Segment.parse(old, current.size)
         if seg is None or seg.number <= current.number:
             (folder / old).unlink(missing_ok=True)
     wanted = []

@@ -62,10 +62,6 @@ class Segment:
         return cls(int(m.group(1), 16), int(m.group(2), 16) * per_log + int(m.group(3), 16), size)
 
 
-def is_segment(name: str) -> bool:
-    return SEGMENT_RE.match(name) is not None
-
-
 def is_history(name: str) -> bool:
     return HISTORY_RE.match(name) is not None
 
