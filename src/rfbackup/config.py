@@ -137,6 +137,47 @@ class EncryptionOptions(BaseModel):
         return load_identities(self.identity_file)
 
 
+class MetricsOptions(BaseModel):
+    """Where run metrics go: a node_exporter textfile folder, a Pushgateway, both, or nowhere."""
+
+    textfile_dir: Path | None = None  # RFBACKUP_METRICS__TEXTFILE_DIR (node_exporter's folder)
+    pushgateway_url: str | None = None  # RFBACKUP_METRICS__PUSHGATEWAY_URL=http://host:9091
+    pushgateway_job: str = "rfbackup"
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @property
+    def enabled(self) -> bool:
+        return self.textfile_dir is not None or bool(self.pushgateway_url)
+
+
+class ScheduleOptions(BaseModel):
+    """When jobs run (cron syntax, UTC): crontab lines, Kubernetes CronJobs and status."""
+
+    postgres: str = "0 2 * * *"  # the runbook: daily at 02:00
+    postgres_base: str = "0 1 * * 0"  # weekly base backup, Sunday 01:00
+    retention: str = "0 3 * * 0"  # the runbook's crontab (its CronJob says Sunday 04:00)
+    pitr_prune: str = "30 3 * * 0"
+    wal_verify: str = "0 5 * * *"
+
+
+class FreshnessOptions(BaseModel):
+    """How old the newest good backup of a component may be before status and alerts
+    call it stale, in hours."""
+
+    postgres_hours: float = Field(default=48, gt=0)  # the runbook's NoRecentBackup: 2 days
+    postgres_base_hours: float = Field(default=8 * 24, gt=0)  # weekly, plus a day of slack
+    wal_hours: float = Field(default=1, gt=0)  # archive_timeout is 5 minutes
+
+
+class KubernetesOptions(BaseModel):
+    """What `rfbackup k8s render` fills into the manifests."""
+
+    namespace: str = "researchflow"
+    image: str = "ghcr.io/researchflow/rfbackup:0.1.0"  # pinned, never :latest
+    pghost: str = "postgres"
+    pgdatabase: str = "researchflow"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RFBACKUP_",
@@ -154,6 +195,10 @@ class Settings(BaseSettings):
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
     replica: ReplicaOptions = ReplicaOptions()  # RFBACKUP_REPLICA__URL=s3://... and its access
+    metrics: MetricsOptions = MetricsOptions()  # RFBACKUP_METRICS__PUSHGATEWAY_URL=...
+    schedule: ScheduleOptions = ScheduleOptions()  # RFBACKUP_SCHEDULE__POSTGRES="0 2 * * *"
+    freshness: FreshnessOptions = FreshnessOptions()  # RFBACKUP_FRESHNESS__POSTGRES_HOURS=48
+    kubernetes: KubernetesOptions = KubernetesOptions()  # RFBACKUP_KUBERNETES__IMAGE=...
     fallback_dir: Path | None = None  # RFBACKUP_FALLBACK_DIR; staging defaults to backup_dir
     pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
     tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore

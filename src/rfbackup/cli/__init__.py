@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -15,7 +16,14 @@ from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
 from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
-from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+from rfbackup.cli.common import (
+    EnvOption,
+    JsonOption,
+    RepoOption,
+    print_json,
+    reported,
+    settings,
+)
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
 
 app = typer.Typer(
@@ -176,13 +184,14 @@ def prune(
     from rfbackup.prune import prune as run_prune
 
     s = settings(env, repo)
-    done = run_prune(
-        s,
-        keep_days=keep_days,
-        keep_min=keep_min,
-        dry_run=dry_run,
-        include_unmanaged=include_unmanaged,
-    )
+    with reported(s, "postgres", "prune") if not dry_run else nullcontext():
+        done = run_prune(
+            s,
+            keep_days=keep_days,
+            keep_min=keep_min,
+            dry_run=dry_run,
+            include_unmanaged=include_unmanaged,
+        )
     if as_json:
         print_json(
             {

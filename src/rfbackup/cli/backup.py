@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
 
 app = typer.Typer(help="Take a backup.", no_args_is_help=True)
 
@@ -42,7 +42,11 @@ def postgres(
     if compression not in (None, "gzip", "zstd"):
         raise ConfigError(f"--compression must be gzip or zstd, not {compression!r}")
     fmt: Literal["plain", "custom"] = "custom" if dump_format == "custom" else "plain"
-    result = run_postgres_backup(settings(env, repo), fmt, compression)
+    s = settings(env, repo)
+    with reported(s, "postgres", "backup", s.postgres_target().dbname or "") as run:
+        result = run_postgres_backup(s, fmt, compression)
+        m = result.manifest
+        run.stored(m.data.key, m.data.raw_bytes, m.data.stored_bytes, m.sha256)
     if as_json:
         print_json(result.to_dict())
     else:
@@ -63,7 +67,13 @@ def base(
     """
     from rfbackup.pitr.basebackup import backup_base, describe
 
-    manifest = backup_base(settings(env, repo))
+    s = settings(env, repo)
+    target = s.postgres_target()
+    cluster = f"{target.host or 'local'}:{target.port or 5432}"
+    with reported(s, "postgres-base", "backup", cluster) as run:
+        manifest = backup_base(s)
+        d = manifest.data
+        run.stored(d.key, d.raw_bytes, d.stored_bytes, manifest.sha256)
     if as_json:
         print_json(describe(manifest))
     else:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
 from rfbackup import config, logs
 from rfbackup.config import Environment, Settings
+from rfbackup.report import Kind, Run, RunReport, reporting
 
 EnvOption = Annotated[
     Environment | None,
@@ -37,3 +40,32 @@ def settings(env: Environment | None = None, repo: str | None = None) -> Setting
 def print_json(doc: Any) -> None:
     json.dump(doc, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def deliver_report(s: Settings, report: RunReport) -> None:
+    """Hand a finished run's report to the configured metrics delivery (if any)."""
+    if s.metrics.enabled:
+        from rfbackup.ops.metrics import deliver
+
+        deliver(report, s.metrics)
+
+
+def _is_failure(exc: BaseException) -> bool:
+    if isinstance(exc, typer.Exit):
+        return bool(exc.exit_code != 0)
+    return True
+
+
+@contextmanager
+def reported(s: Settings, component: str, kind: Kind, what: str = "") -> Iterator[Run]:
+    """Wrap one job: its RunReport (success or failure) goes to metrics; errors re-raise."""
+    lineage = "/".join(p for p in (s.env.value, component, what) if p)
+    with reporting(
+        component,
+        s.env.value,
+        kind,
+        lineage,
+        deliver=lambda report: deliver_report(s, report),
+        failure_is=_is_failure,
+    ) as run:
+        yield run

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
 from rfbackup.errors import ConfigError, IntegrityError
 
 app = typer.Typer(
@@ -217,14 +218,15 @@ def prune(
     from rfbackup.retention import Policy
 
     s = settings(env, repo)
-    archive = WalArchive(s.open_repository())
-    policy = Policy(
-        keep_days=s.pitr.keep_days if keep_days is None else keep_days,
-        keep_min=s.pitr.keep_min if keep_min is None else keep_min,
-    )
-    result = make_plan(archive, policy, datetime.now(UTC))
-    if not dry_run:
-        apply(archive, result)
+    with reported(s, "postgres-base", "prune") if not dry_run else nullcontext():
+        archive = WalArchive(s.open_repository())
+        policy = Policy(
+            keep_days=s.pitr.keep_days if keep_days is None else keep_days,
+            keep_min=s.pitr.keep_min if keep_min is None else keep_min,
+        )
+        result = make_plan(archive, policy, datetime.now(UTC))
+        if not dry_run:
+            apply(archive, result)
     if as_json:
         print_json({"dry_run": dry_run, **result.to_dict()})
         return

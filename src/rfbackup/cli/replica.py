@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rfbackup.cli.common import EnvOption, JsonOption, print_json, settings
+from rfbackup.cli.common import EnvOption, JsonOption, print_json, reported, settings
 from rfbackup.config import Environment, Settings
 from rfbackup.errors import ConfigError, IntegrityError
 from rfbackup.storage import Repository
@@ -27,8 +27,11 @@ def check(env: EnvOption = None, as_json: JsonOption = False) -> None:
     """Compare primary and replica by key, size and sha256; exit 6 if anything is missing."""
     from rfbackup.replication import compare
 
-    _, primary, replica = _repos(env)
-    result = compare(primary, replica)
+    s, primary, replica = _repos(env)
+    with reported(s, "postgres", "check", "replica") as run:
+        result = compare(primary, replica)
+        missing = sum(d.problem != "extra" for d in result.differences)
+        run.report.extra["missing_objects"] = missing  # the check ran: missing is a gauge
     if as_json:
         print_json(
             {

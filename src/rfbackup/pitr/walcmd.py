@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rfbackup.config import PitrPolicy
+    from rfbackup.config import PitrPolicy, Settings
     from rfbackup.pitr.archive import WalArchive
 
 STATUS_DIR = "rfbackup_status"
@@ -76,24 +77,54 @@ def _pushed_ahead(path: Path) -> bool:
 def push_command(path: Path, repo_url: str | None) -> int:
     if _pushed_ahead(path):
         return 0
+    from rfbackup.config import load
     from rfbackup.errors import RfBackupError
 
+    started = time.time()
+    settings: Settings | None = None
     try:
-        archive, policy = open_archive(repo_url, for_push=True)
-        push_with_batch(archive, path, policy.push_batch, policy.push_threads)
+        settings = load()
+        archive, policy = open_archive(repo_url, for_push=True, settings=settings)
+        marked = push_with_batch(archive, path, policy.push_batch, policy.push_threads)
     except RfBackupError as exc:
         _fail("wal-push", str(exc))
+        _report(settings, started, path, [], exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    _report(settings, started, path, marked, None)
     return 0
 
 
-def open_archive(repo_url: str | None, for_push: bool) -> tuple[WalArchive, PitrPolicy]:
+def _report(
+    settings: Settings | None,
+    started: float,
+    path: Path,
+    marked: list[str],
+    error: Exception | None,
+) -> None:
+    """Metrics for this batch, only when configured: nothing more is imported otherwise."""
+    if settings is None or not settings.metrics.enabled:
+        return
+    from rfbackup.ops.metrics import deliver
+    from rfbackup.report import RunReport, failed
+
+    env = settings.env.value
+    report = RunReport("wal", env, "backup", f"{env}/wal", started, time.time(), key=path.name)
+    waiting = {n for n in ready_files(path.parent)} - {path.name, *marked}
+    report.extra["lag_segments"] = len(waiting) + (1 if error is not None else 0)
+    if error is not None:
+        failed(report, error)
+    deliver(report, settings.metrics)
+
+
+def open_archive(
+    repo_url: str | None, for_push: bool, settings: Settings | None = None
+) -> tuple[WalArchive, PitrPolicy]:
     from rfbackup.config import load
     from rfbackup.pitr.archive import WalArchive
 
-    settings = load()
+    settings = settings or load()
     repo = settings.open_repository(repo_url)
     policy = settings.pitr
     if for_push:

@@ -1,0 +1,1 @@
+"""Operations: metrics delivery, Kubernetes rendering, status."""
