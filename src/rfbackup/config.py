@@ -176,6 +176,7 @@ class KubernetesOptions(BaseModel):
     image: str = "ghcr.io/researchflow/rfbackup:0.1.0"  # pinned, never :latest
     pghost: str = "postgres"
     pgdatabase: str = "researchflow"
+    manifests_dir: Path | None = None  # default: deploy/kubernetes of this checkout
 
 
 class Settings(BaseSettings):
