@@ -4,11 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The Debian packages: scripts/packages.txt, the same list the Dockerfile installs from.
 need_apt=()
-command -v pg_dump >/dev/null 2>&1 || need_apt+=(postgresql-client)
-[ -x "${RFBACKUP_PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || need_apt+=(postgresql)
-command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
-command -v age >/dev/null 2>&1 || need_apt+=(age)  # proves our .age files open with the CLI
+for pkg in $(scripts/packages.sh machine); do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "bootstrap: missing system packages: ${need_apt[*]} (install them as root)" >&2
@@ -16,7 +16,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
     echo "bootstrap: installing ${need_apt[*]}" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # Debian's packages start no service here (no systemd); the tests start their own.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${need_apt[@]}" >/dev/null
 fi
 
 if ! command -v uv >/dev/null 2>&1; then
