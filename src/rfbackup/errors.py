@@ -76,3 +76,9 @@ class Interrupted(RfBackupError):
         name = signal.Signals(signum).name
         super().__init__(f"interrupted by {name}; partial files were removed")
         self.exit_code = 128 + signum
+
+
+class Stale(RfBackupError):
+    """A component's newest good backup is older than its freshness threshold (status)."""
+
+    exit_code = 11

@@ -17,6 +17,7 @@ from rfbackup.cli import backup as backup_cmd
 from rfbackup.cli import k8s as k8s_cmd
 from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
+from rfbackup.cli import status as status_cmd
 from rfbackup.cli.common import (
     EnvOption,
     JsonOption,
@@ -38,6 +39,7 @@ app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(replica_cmd.app, name="replica")
 app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
+app.command("status")(status_cmd.status)
 app.command("wal-push")(pitr_cmd.wal_push)
 app.command("wal-fetch")(pitr_cmd.wal_fetch)
 app.command("wal-verify")(pitr_cmd.wal_verify)

@@ -1,0 +1,154 @@
+"""``rfbackup status``: the 3 AM question on one screen.
+
+Per component: the last good backup and its age against the freshness threshold, the next
+scheduled run, the newest point it can restore to, the replica, the last restore drill.
+Everything is read from the repository listing (the catalog), never from metrics, so it
+answers even when monitoring is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from croniter import croniter
+
+from rfbackup import catalog
+from rfbackup.config import Settings
+from rfbackup.storage import Repository
+
+NOT_YET = ("redis", "artifacts", "config")  # components whose backups do not exist yet
+
+
+@dataclass
+class ComponentStatus:
+    component: str
+    state: str  # ok | stale | not set up
+    threshold_hours: float
+    last_success: datetime | None = None
+    age_seconds: float | None = None
+    next_run: str | None = None  # ISO time, or "continuous"
+    recoverable_to: datetime | None = None
+    replica: str = "not configured"
+    last_drill: str = "never"  # restore drills do not exist yet
+    detail: str = ""
+
+    @property
+    def stale(self) -> bool:
+        return self.state == "stale"
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        for key in ("last_success", "recoverable_to"):
+            doc[key] = doc[key].isoformat() if doc[key] else None
+        return doc
+
+
+@dataclass
+class Status:
+    now: datetime
+    environment: str
+    repository: str
+    components: list[ComponentStatus] = field(default_factory=list)
+    consistent_point: datetime | None = None
+    consistent_note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.stale for c in self.components)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "environment": self.environment,
+            "repository": self.repository,
+            "ok": self.ok,
+            "components": [c.to_dict() for c in self.components],
+            "incident_point": self.consistent_point.isoformat() if self.consistent_point else None,
+            "incident_note": self.consistent_note,
+        }
+
+
+def next_run(schedule: str, now: datetime) -> str:
+    nxt: datetime = croniter(schedule, now.astimezone(UTC)).get_next(datetime)
+    return nxt.isoformat()
+
+
+def _judge(c: ComponentStatus, when: datetime | None, now: datetime) -> None:
+    c.last_success = when
+    if when is None:
+        c.state = "stale"
+        c.detail = "no good backup"
+        return
+    c.age_seconds = max((now - when).total_seconds(), 0.0)
+    c.state = "stale" if c.age_seconds > c.threshold_hours * 3600 else "ok"
+
+
+def _replica_state(settings: Settings, primary_keys: list[str]) -> str:
+    """Missing objects on the replica, by one listing of it (no reads)."""
+    replica: Repository | None = settings.open_replica()
+    if replica is None:
+        return "not configured"
+    try:
+        present = {o.key for o in replica.list()}
+    except Exception as exc:  # a status screen reports, it does not stop
+        return f"unreadable ({exc})"
+    missing = sum(k not in present for k in primary_keys)
+    return "in sync" if missing == 0 else f"{missing} object(s) missing"
+
+
+def collect(settings: Settings, now: datetime) -> Status:
+    from rfbackup.pitr.archive import WalArchive
+    from rfbackup.pitr.recover import base_backups, stop_time
+
+    repo: Repository = settings.open_repository()
+    env = settings.env.value
+    fresh = settings.freshness
+    status = Status(now, env, repo.url)
+
+    dumps = [
+        e
+        for e in catalog.scan(repo)
+        if e.good and e.component == "postgres" and e.environment in (None, env)
+    ]
+    pg = ComponentStatus("postgres", "ok", fresh.postgres_hours)
+    _judge(pg, dumps[0].created_at if dumps else None, now)
+    pg.next_run = next_run(settings.schedule.postgres, now)
+    pg.recoverable_to = pg.last_success
+    pg.replica = _replica_state(settings, [k for e in dumps for k in e.object_keys()])
+    status.components.append(pg)
+
+    bases = base_backups(repo)
+    archived = list(WalArchive(repo).all())
+    base = ComponentStatus("postgres-base", "not set up", fresh.postgres_base_hours)
+    wal = ComponentStatus("wal", "not set up", fresh.wal_hours)
+    if bases or archived:
+        _judge(base, stop_time(bases[0]) if bases else None, now)
+        base.next_run = next_run(settings.schedule.postgres_base, now)
+        base.recoverable_to = base.last_success
+        newest = max((a.modified for a in archived), default=None)
+        _judge(wal, newest, now)
+        wal.next_run = "continuous (archive_command)"
+        # PITR reaches the last archived WAL, but only from a base backup older than it
+        wal.recoverable_to = newest if bases else None
+        if not bases:
+            wal.detail = "no base backup: the WAL cannot be replayed"
+    else:
+        base.detail = wal.detail = "point-in-time recovery is not set up (rfbackup pitr setup)"
+    status.components += [base, wal]
+
+    points = [p for p in (pg.recoverable_to, wal.recoverable_to) if p is not None]
+    status.consistent_point = max(points) if points else None
+    status.consistent_note = "PostgreSQL only: " + ", ".join(NOT_YET) + " backups do not exist yet"
+    return status
+
+
+def age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    delta = timedelta(seconds=int(seconds))
+    if delta.days:
+        return f"{delta.days}d{delta.seconds // 3600}h"
+    hours, rest = divmod(delta.seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m"
