@@ -118,3 +118,29 @@ def test_pitr_components() -> None:
         doc = json.loads(cluster.run("status", "--json", "--now", later).stdout)
         assert component(doc, "wal")["state"] == "stale"
         assert component(doc, "postgres-base")["state"] == "ok"
+
+
+def test_crontab_covers_every_component(small_env: Env, tmp_path: Path) -> None:
+    done = small_env.run("schedule", "crontab", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    jobs = [line for line in done.stdout.splitlines() if line and not line.startswith("#")]
+    cd = f"cd {tmp_path} && "
+    assert jobs == [
+        f"0 2 * * * {cd}make db-backup >> logs/backup.log 2>&1",
+        f"0 3 * * 0 {cd}make db-backup-retention >> logs/backup.log 2>&1",
+        f"0 1 * * 0 {cd}.venv/bin/rfbackup backup base >> logs/backup.log 2>&1",
+        f"0 5 * * * {cd}.venv/bin/rfbackup wal-verify >> logs/backup.log 2>&1",
+        f"30 3 * * 0 {cd}.venv/bin/rfbackup pitr prune >> logs/backup.log 2>&1",
+    ]
+    moved = small_env.run(
+        "schedule",
+        "crontab",
+        "--dir",
+        str(tmp_path),
+        RFBACKUP_SCHEDULE__POSTGRES_BASE="0 23 * * 6",
+        RFBACKUP_REPLICA__URL=str(tmp_path / "replica"),
+    )
+    assert f"0 23 * * 6 {cd}.venv/bin/rfbackup backup base" in moved.stdout
+    assert f"{cd}.venv/bin/rfbackup replica check >> logs/backup.log 2>&1" in moved.stdout
+    bad = small_env.run("schedule", "crontab", RFBACKUP_SCHEDULE__POSTGRES="every day")
+    assert bad.returncode == 3 and "schedule.postgres" in bad.stderr and bad.stdout == ""

@@ -159,6 +159,15 @@ class ScheduleOptions(BaseModel):
     pitr_prune: str = "30 3 * * 0"
     wal_verify: str = "0 5 * * *"
 
+    @field_validator("*")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"not a 5-field cron schedule: {value!r}")
+        return value
+
 
 class FreshnessOptions(BaseModel):
     """How old the newest good backup of a component may be before status and alerts

@@ -287,11 +287,17 @@ def crontab(
             show_default=False,
         ),
     ] = None,
+    env: EnvOption = None,
 ) -> None:
-    """Print the runbook's cron lines (daily backup 02:00, weekly retention Sunday 03:00)."""
+    """Print the cron lines: the runbook's daily backup (02:00) and weekly retention (Sunday
+    03:00), the weekly base backup, the daily WAL check, weekly PITR expiry, and the daily
+    replica check when a replica is configured. Times: [schedule] in rfbackup.toml."""
+    from rfbackup.config import load
     from rfbackup.schedule import crontab_lines
 
-    typer.echo("\n".join(crontab_lines(directory or Path.cwd())))
+    s = load(env=env)
+    lines = crontab_lines(directory or Path.cwd(), s.schedule, replica=bool(s.replica.url))
+    typer.echo("\n".join(lines))
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
