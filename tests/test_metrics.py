@@ -202,3 +202,52 @@ def test_wal_push_batch_metrics_and_lean_import() -> None:
         shutil.rmtree(copy_dir, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     assert os.path.exists(folder) is False
+
+
+# -- the Grafana dashboard -------------------------------------------------------------------
+
+DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
+
+
+def dashboard_queries() -> list[str]:
+    import json
+
+    doc = json.loads((DASHBOARD_DIR / "rfbackup.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"] for v in doc["templating"]["list"] if v["type"] == "query"]
+    return exprs
+
+
+def test_dashboard_is_built_by_its_script_and_queries_exported_metrics() -> None:
+    import importlib.util
+    import json
+    import re
+
+    spec = importlib.util.spec_from_file_location(
+        "build_dashboard", DASHBOARD_DIR / "build_dashboard.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (DASHBOARD_DIR / "rfbackup.json").read_text()
+    assert committed == module.render()  # regenerate: python deploy/grafana/build_dashboard.py
+    doc = json.loads(committed)
+    assert doc["uid"] == "rfbackup"
+    titles = " ".join(p["title"] for p in doc["panels"]).lower()
+    for topic in (
+        "last successful backup",
+        "duration",
+        "size",
+        "failed",
+        "wal",
+        "replica",
+        "drill",
+    ):
+        assert topic in titles
+    exprs = dashboard_queries()
+    assert len(exprs) >= 9
+    for expr in exprs:
+        names = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expr))
+        names |= set(re.findall(r"label_values\(([a-zA-Z_:][a-zA-Z0-9_:]*)", expr))
+        assert names, expr
+        assert names <= set(metrics.EXPORTED), (expr, names - set(metrics.EXPORTED))

@@ -162,6 +162,17 @@ def test_backup_push_scrape_alert_webhook(
     assert query(prometheus, 'backup_failures_total{error_class="SourceError"}')
     assert query(prometheus, 'backup_last_success_timestamp{environment="development"}')
 
+    # the dashboard's queries run on this Prometheus, and its main panels have data
+    from test_metrics import dashboard_queries
+
+    for expr in dashboard_queries():
+        if expr.startswith("label_values("):
+            continue
+        concrete = expr.replace("$environment", ".*").replace("$component", ".*")
+        result = query(prometheus, concrete)  # a PromQL error raises (HTTP 400)
+        if "backup_last_success" in expr or "backup_last_size_bytes" in expr:
+            assert result, concrete
+
     # 3. a stale success (what a backup 3 days ago pushed): NoRecentBackup reaches the webhook
     three_days_ago = time.time() - 3 * 86400
     stale = RunReport(
