@@ -136,6 +136,25 @@ def test_prune_reports(small_env: Env, tmp_path: Path) -> None:
     assert list(folder.iterdir()) == []
 
 
+def test_replica_check_exports_missing_objects(small_env: Env, tmp_path: Path) -> None:
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    replica = tmp_path / "replica"
+    replica.mkdir()
+    env = {"RFBACKUP_METRICS__TEXTFILE_DIR": str(folder), "RFBACKUP_REPLICA__URL": str(replica)}
+    assert small_env.run("backup", "postgres", **env).returncode == 0
+    path = folder / "rfbackup_development_postgres_check.prom"
+    assert small_env.run("replica", "check", **env).returncode == 0
+    assert value(path.read_text(), "replica_missing_objects") == 0
+    manifest = next(replica.glob("*.manifest.json"))
+    manifest.unlink()  # the replica lost a backup
+    assert small_env.run("replica", "check", **env).returncode == 6
+    text = path.read_text()
+    assert value(text, "replica_missing_objects") == 1
+    # the check itself ran fine: it is a success with a gauge, not a failure
+    assert value(text, "backup_failures_total") is None
+
+
 @needs_prometheus
 def test_pushgateway_pushadd_keeps_last_success(gateway: prom.Server) -> None:
     options = MetricsOptions(pushgateway_url=gateway.url)
