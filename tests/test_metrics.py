@@ -223,6 +223,36 @@ def test_wal_push_batch_metrics_and_lean_import() -> None:
     assert os.path.exists(folder) is False
 
 
+def test_wal_push_failure_is_recorded_and_exit_code_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "textfile"
+    folder.mkdir()
+    wal_dir = tmp_path / "pg_wal"
+    (wal_dir / "archive_status").mkdir(parents=True)
+    segment = wal_dir / "000000010000000000000001"
+    segment.write_bytes(b"not a WAL segment" * 1000)  # PostgreSQL would never hand us this
+    (wal_dir / "archive_status" / (segment.name + ".ready")).touch()
+    env = {
+        **base_env(tmp_path),
+        "RFBACKUP_METRICS__TEXTFILE_DIR": str(folder),
+        "RFBACKUP_REPOSITORY": str(tmp_path / "repo"),
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("rfbackup")), "wal-push", str(segment)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode not in (0, 1), done.stderr  # an rfbackup error code, as before
+    text = (folder / "rfbackup_development_wal_backup.prom").read_text()
+    failures = [
+        v for (n, _), v in samples(text).items() if n == "backup_failures_total" and v == 1.0
+    ]
+    assert len(failures) == 1
+    assert value(text, "wal_archive_lag_segments") == 1
+    assert value(text, "wal_archive_last_segment_timestamp_seconds") is None
+
+
 # -- the Grafana dashboard -------------------------------------------------------------------
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "deploy" / "grafana"

@@ -106,16 +106,19 @@ def _report(
     """Metrics for this batch, only when configured: nothing more is imported otherwise."""
     if settings is None or not settings.metrics.enabled:
         return
-    from rfbackup.ops.metrics import deliver
-    from rfbackup.report import RunReport, failed
+    try:  # PostgreSQL reads our exit code: metrics can only warn
+        from rfbackup.ops.metrics import deliver
+        from rfbackup.report import RunReport, failed
 
-    env = settings.env.value
-    report = RunReport("wal", env, "backup", f"{env}/wal", started, time.time(), key=path.name)
-    waiting = {n for n in ready_files(path.parent)} - {path.name, *marked}
-    report.extra["lag_segments"] = len(waiting) + (1 if error is not None else 0)
-    if error is not None:
-        failed(report, error)
-    deliver(report, settings.metrics)
+        env = settings.env.value
+        report = RunReport("wal", env, "backup", f"{env}/wal", started, time.time(), key=path.name)
+        waiting = {n for n in ready_files(path.parent)} - {path.name, *marked}
+        report.extra["lag_segments"] = len(waiting) + (1 if error is not None else 0)
+        if error is not None:
+            failed(report, error)
+        deliver(report, settings.metrics)
+    except Exception as exc:
+        print(f"rfbackup wal-push: warning: metrics: {exc}", file=sys.stderr)
 
 
 def open_archive(
