@@ -156,7 +156,7 @@ def test_replica_check_exports_missing_objects(small_env: Env, tmp_path: Path) -
 
 
 @needs_prometheus
-def test_pushgateway_pushadd_keeps_last_success(gateway: prom.Server) -> None:
+def test_pushgateway_pushadd_keeps_last_success(gateway: prom.Server, tmp_path: Path) -> None:
     options = MetricsOptions(pushgateway_url=gateway.url)
     ok = report(raw_bytes=10, stored_bytes=5, environment="pushtest")
     metrics.deliver(ok, options)
@@ -170,9 +170,10 @@ def test_pushgateway_pushadd_keeps_last_success(gateway: prom.Server) -> None:
     assert value(text, "backup_failures_total", error_class="RuntimeError", **where) == 2.0
     assert value(text, "backup_last_attempt_timestamp_seconds", **where) == 300.0
 
-    # read-back impossible (a textfile that is not Prometheus text): the failure still lands,
-    # the counter restarts at 1, and the gateway's last success survives (pushadd)
-    options_broken = MetricsOptions(pushgateway_url=gateway.url, textfile_dir=Path("/proc/1"))
+    # read-back impossible (the textfile is a directory): the failure still lands, and the
+    # gateway's last success survives because the failure pushes with pushadd (POST)
+    (tmp_path / "rfbackup_pushtest_postgres_backup.prom").mkdir()
+    options_broken = MetricsOptions(pushgateway_url=gateway.url, textfile_dir=tmp_path)
     bad.finished = 400.0
     metrics.deliver(bad, options_broken)
     text = prom.get(gateway.url + "/metrics").decode()
