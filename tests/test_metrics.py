@@ -16,8 +16,8 @@ from conftest import Env, base_env, make_database
 from pitr_support import archiving_cluster, shared_dir
 from prometheus_client.parser import text_string_to_metric_families
 
-from rfbackup.config import MetricsOptions
 from rfbackup.ops import metrics
+from rfbackup.ops.options import MetricsOptions
 from rfbackup.report import RunReport, failed
 from rfbackup.sandbox import prometheus as prom
 from rfbackup.sandbox.postgres import ThrowawayPostgres, free_port

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import pytest
 from conftest import Env, base_env, make_database
 
-from rfbackup.config import MetricsOptions
 from rfbackup.ops.metrics import deliver
+from rfbackup.ops.options import MetricsOptions
 from rfbackup.report import RunReport
 from rfbackup.sandbox import prometheus as prom
 from rfbackup.sandbox.postgres import ThrowawayPostgres

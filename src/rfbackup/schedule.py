@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from rfbackup.config import ScheduleOptions
+from rfbackup.ops.options import ScheduleOptions
 
 LOG = ">> logs/backup.log 2>&1"
 RFBACKUP = ".venv/bin/rfbackup"

@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rfbackup.report import RunReport
 
 if TYPE_CHECKING:
-    from rfbackup.config import MetricsOptions
+    from rfbackup.ops.options import MetricsOptions
 
 GROUP_LABELS = ("component", "environment", "operation")
 
