@@ -18,7 +18,7 @@ help:
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml uv.lock scripts/bootstrap.sh
+$(STAMP): pyproject.toml uv.lock scripts/bootstrap.sh scripts/packages.txt
 	@scripts/bootstrap.sh
 	@touch $@
 
@@ -26,8 +26,8 @@ demo: setup
 	$(VENV)/bin/python -m rfbackup.sandbox.demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks deploy
+	$(VENV)/bin/ruff format --check src tests benchmarks deploy
 	$(VENV)/bin/mypy
 
 unit: setup

@@ -15,7 +15,7 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, Threshold, ThresholdsMode
 
 OUT = Path(__file__).with_name("rfbackup.json")
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -74,12 +74,12 @@ def build() -> dict[str, Any]:
             )
             .thresholds(
                 dashboard.ThresholdsConfig()
-                .mode("absolute")
+                .mode(ThresholdsMode.ABSOLUTE)
                 .steps(
                     [
-                        {"value": None, "color": "green"},
-                        {"value": 86400, "color": "yellow"},
-                        {"value": 172800, "color": "red"},
+                        Threshold(None, "green"),
+                        Threshold(86400, "yellow"),
+                        Threshold(172800, "red"),
                     ]
                 )
             )

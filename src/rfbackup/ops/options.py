@@ -1,0 +1,60 @@
+"""The operations part of the configuration: metrics delivery, schedules, freshness
+thresholds and Kubernetes rendering. Models only: config.py reads them (``[metrics]``,
+``[schedule]``, ``[freshness]``, ``[kubernetes]`` in rfbackup.toml, or RFBACKUP_METRICS__...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class MetricsOptions(BaseModel):
+    """Where run metrics go: a node_exporter textfile folder, a Pushgateway, both, or nowhere."""
+
+    textfile_dir: Path | None = None  # RFBACKUP_METRICS__TEXTFILE_DIR (node_exporter's folder)
+    pushgateway_url: str | None = None  # RFBACKUP_METRICS__PUSHGATEWAY_URL=http://host:9091
+    pushgateway_job: str = "rfbackup"
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @property
+    def enabled(self) -> bool:
+        return self.textfile_dir is not None or bool(self.pushgateway_url)
+
+
+class ScheduleOptions(BaseModel):
+    """When jobs run (cron syntax, UTC): crontab lines, Kubernetes CronJobs and status."""
+
+    postgres: str = "0 2 * * *"  # the runbook: daily at 02:00
+    postgres_base: str = "0 1 * * 0"  # weekly base backup, Sunday 01:00
+    retention: str = "0 3 * * 0"  # the runbook's crontab (its CronJob says Sunday 04:00)
+    pitr_prune: str = "30 3 * * 0"
+    wal_verify: str = "0 5 * * *"
+
+    @field_validator("*")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value) or len(value.split()) != 5:
+            raise ValueError(f"not a 5-field cron schedule: {value!r}")
+        return value
+
+
+class FreshnessOptions(BaseModel):
+    """How old the newest good backup of a component may be before status and alerts
+    call it stale, in hours."""
+
+    postgres_hours: float = Field(default=48, gt=0)  # the runbook's NoRecentBackup: 2 days
+    postgres_base_hours: float = Field(default=8 * 24, gt=0)  # weekly, plus a day of slack
+    wal_hours: float = Field(default=1, gt=0)  # archive_timeout is 5 minutes
+
+
+class KubernetesOptions(BaseModel):
+    """What `rfbackup k8s render` fills into the manifests."""
+
+    namespace: str = "researchflow"
+    image: str = "ghcr.io/researchflow/rfbackup:0.1.0"  # pinned, never :latest
+    pghost: str = "postgres"
+    pgdatabase: str = "researchflow"
+    manifests_dir: Path | None = None  # default: deploy/kubernetes of this checkout
