@@ -33,6 +33,12 @@ EXPECTED = {
     "backup-retention": ("0 4 * * 0", ["prune"]),
     "pitr-retention": ("30 4 * * 0", ["pitr", "prune"]),
 }
+PRODUCTION_ONLY = {"backup-replica-check": ("30 3 * * *", ["replica", "check"])}
+
+
+def expected(target: str) -> dict[str, tuple[str, list[str]]]:
+    return {**EXPECTED, **(PRODUCTION_ONLY if target.endswith("production") else {})}
+
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl missing")
 
@@ -124,8 +130,8 @@ def test_every_overlay_builds_with_the_cronjobs_that_exist(
 ) -> None:
     for target, docs in built.items():
         jobs = {j["metadata"]["name"]: j for j in cronjobs(docs)}
-        assert set(jobs) == set(EXPECTED), target
-        for name, (schedule, args) in EXPECTED.items():
+        assert set(jobs) == set(expected(target)), target
+        for name, (schedule, args) in expected(target).items():
             spec = jobs[name]["spec"]
             assert spec["schedule"] == schedule
             container = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
@@ -144,7 +150,7 @@ def test_cronjob_commands_exist() -> None:
 
     from rfbackup.cli import app
 
-    for _, args in EXPECTED.values():
+    for _, args in {**EXPECTED, **PRODUCTION_ONLY}.values():
         done = CliRunner().invoke(app, [*args, "--help"])
         assert done.exit_code == 0, (args, done.output)
     assert CliRunner().invoke(app, ["backup", "redis", "--help"]).exit_code != 0
@@ -179,7 +185,7 @@ def test_validator_knows_the_versions_offline() -> None:
 @needs_kubectl
 def test_policy_holds_for_every_cronjob(built: dict[str, list[dict[str, Any]]]) -> None:
     jobs = [j for docs in built.values() for j in cronjobs(docs)]
-    assert len(jobs) == len(EXPECTED) * len(TARGETS)
+    assert len(jobs) == sum(len(expected(t)) for t in TARGETS)
     assert [p for j in jobs for p in policy(j)] == []
 
 
