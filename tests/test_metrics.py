@@ -205,10 +205,27 @@ def test_wal_push_batch_metrics_and_lean_import() -> None:
         assert value(text, "wal_archive_lag_segments") is not None
         assert value(text, "backup_failures_total") is None
 
-        # without metrics configured, wal-push never imports prometheus_client
-        wal = Path(cluster.pg.data_dir) / "pg_wal" / segment
+        # a copy of the archived segment, for the import check below (pg_wal recycles it)
         copy_dir = Path(shared_dir("rfbackup-walcopy-"))
-        shutil.copy(wal, copy_dir / segment)
+        shutil.copy(Path(cluster.pg.data_dir) / "pg_wal" / segment, copy_dir / segment)
+
+        # base backups and PITR retention report too (the cluster's env carries the folder)
+        done = cluster.run("backup", "base")
+        assert done.returncode == 0, done.stderr
+        base_text = (folder / "rfbackup_development_postgres-base_backup.prom").read_text()
+        stored = [p for p in Path(cluster.repo, "base").iterdir() if p.name.endswith(".zst")]
+        assert len(stored) == 1
+        assert value(base_text, "backup_last_size_bytes", kind="stored") == stored[0].stat().st_size
+        bad = cluster.run("backup", "base", PGPORT=str(free_port()))
+        assert bad.returncode == 4, bad.stderr
+        base_text = (folder / "rfbackup_development_postgres-base_backup.prom").read_text()
+        assert value(base_text, "backup_failures_total", error_class="SourceError") == 1
+        assert value(base_text, "backup_last_size_bytes", kind="stored") == stored[0].stat().st_size
+        assert cluster.run("pitr", "prune").returncode == 0
+        prune_text = (folder / "rfbackup_development_postgres-base_prune.prom").read_text()
+        assert value(prune_text, "backup_last_success_timestamp", operation="prune") is not None
+
+        # without metrics configured, wal-push never imports prometheus_client
         probe = (
             "import sys; from pathlib import Path; from rfbackup.pitr.walcmd import push_command;"
             f"rc = push_command(Path({str(copy_dir / segment)!r}), {cluster.repo!r});"
