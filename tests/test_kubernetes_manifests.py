@@ -296,3 +296,15 @@ def test_render_fills_config_and_keeps_secrets_out(tmp_path: Path) -> None:
     assert bad.returncode == 3
     assert len(bad.stderr.strip().splitlines()) == 1 and "--overlay" in bad.stderr
     assert bad.stdout == ""
+    not_rules = tmp_path / "not-rules.yml"
+    not_rules.write_text("just: text\n")
+    for rules, code in ((tmp_path / "missing.yml", 7), (not_rules, 3)):
+        done = subprocess.run(
+            [*RFBACKUP, "k8s", "rules", "--rules", str(rules)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == code, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""

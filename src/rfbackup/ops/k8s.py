@@ -35,7 +35,12 @@ def deploy_dir(settings: Settings) -> Path:
 
 def prometheus_rule(rules_file: Path) -> dict[str, Any]:
     """A PrometheusRule (prometheus-operator) holding exactly the groups of ``rules_file``."""
-    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    try:
+        groups = yaml.safe_load(rules_file.read_text())["groups"]
+    except OSError as exc:
+        raise NotFound(f"cannot read the alert rules {rules_file}: {exc.strerror}") from None
+    except (yaml.YAMLError, TypeError, KeyError):
+        raise ConfigError(f"{rules_file} is not a Prometheus rules file (no groups)") from None
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
