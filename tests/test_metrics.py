@@ -67,6 +67,34 @@ def report(outcome: str = "success", **kw: object) -> RunReport:
     return r
 
 
+def test_run_report_from_success_failure_and_clean_exit() -> None:
+    from rfbackup.errors import StorageError
+    from rfbackup.report import reporting
+
+    got: list[RunReport] = []
+    with reporting("postgres", "staging", "backup", "staging/postgres/db", got.append) as run:
+        run.stored("postgres/x.sql.gz", 100, 40, "ab" * 32)
+    with (
+        pytest.raises(StorageError),
+        reporting("postgres", "staging", "backup", "staging/postgres/db", got.append),
+    ):
+        raise StorageError("disk full")
+    with (
+        pytest.raises(KeyboardInterrupt),
+        reporting("wal", "staging", "backup", "staging/wal", got.append),
+    ):
+        raise KeyboardInterrupt
+    ok, bad, interrupted = got
+    assert ok.succeeded and ok.stored_bytes == 40 and ok.raw_bytes == 100
+    assert ok.finished >= ok.started and ok.error_class is None
+    doc = bad.to_dict()
+    assert doc["outcome"] == "failure" and doc["error_class"] == "StorageError"
+    assert doc["exit_code"] == 8 and doc["error_message"] == "disk full"
+    assert doc["component"] == "postgres" and doc["lineage"] == "staging/postgres/db"
+    assert doc["started"].endswith("+00:00") and doc["kind"] == "backup"
+    assert (interrupted.error_class, interrupted.exit_code) == ("KeyboardInterrupt", 130)
+
+
 def test_failure_carries_the_last_success_and_counts() -> None:
     ok = report(raw_bytes=1000, stored_bytes=200, key="k", sha256="x")
     state = metrics.apply({}, ok)
