@@ -43,6 +43,13 @@ def value(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def total_failures(text: str) -> float:
+    """The sum of backup_failures_total; its series exist (at 0) from the first run."""
+    found = [v for (n, _), v in samples(text).items() if n == "backup_failures_total"]
+    assert found, "backup_failures_total is exported from the first run"
+    return sum(found)
+
+
 @pytest.fixture
 def small_env(pg: ThrowawayPostgres, tmp_path: Path) -> Env:
     dbname = make_database(pg, size=50_000)
@@ -105,6 +112,8 @@ def test_failure_carries_the_last_success_and_counts() -> None:
     assert value(text, "backup_last_size_bytes", kind="stored") == 200
     assert value(text, "backup_last_size_bytes", kind="raw") == 1000
     assert value(text, "backup_last_duration_seconds") == 30.0
+    assert value(text, "backup_failures_total", error_class="SourceError") == 0.0
+    assert value(text, "backup_failures_total", error_class="StorageError") == 0.0
 
     bad = report("failure")
     bad.started, bad.finished = 200.0, 205.0
@@ -138,7 +147,7 @@ def test_cli_backup_textfile_success_then_failures(small_env: Env, tmp_path: Pat
         if p.name.endswith(".sql.gz") and ".roles" not in p.name
     )
     assert value(text, "backup_last_size_bytes", kind="stored") == data.stat().st_size
-    assert value(text, "backup_failures_total") is None
+    assert total_failures(text) == 0
 
     # a failing run (the database does not exist): exit 4, failure recorded, success kept
     for expected in (1.0, 2.0):
@@ -180,7 +189,7 @@ def test_replica_check_exports_missing_objects(small_env: Env, tmp_path: Path) -
     text = path.read_text()
     assert value(text, "replica_missing_objects") == 1
     # the check itself ran fine: it is a success with a gauge, not a failure
-    assert value(text, "backup_failures_total") is None
+    assert total_failures(text) == 0
 
 
 @needs_prometheus
@@ -231,7 +240,7 @@ def test_wal_push_batch_metrics_and_lean_import() -> None:
         last = value(text, "wal_archive_last_segment_timestamp_seconds", component="wal")
         assert last is not None and last > 0
         assert value(text, "wal_archive_lag_segments") is not None
-        assert value(text, "backup_failures_total") is None
+        assert total_failures(text) == 0
 
         # a copy of the archived segment, for the import check below (pg_wal recycles it)
         copy_dir = Path(shared_dir("rfbackup-walcopy-"))

@@ -10,8 +10,9 @@ and writes the whole group again:
   A failed run pushes no ``backup_last_success_timestamp`` of its own, so even when the
   read-back failed, the last success already in the gateway is never erased.
 
-``backup_failures_total`` counts across runs through that read-back. If the read-back fails,
-it restarts from 1, which PromQL's ``increase()`` treats as a counter reset.
+``backup_failures_total`` counts across runs through that read-back. Every error class of
+errors.py is exported at 0 from the first run on, so ``increase()`` also sees a first
+failure. If the read-back fails, the counter restarts, which ``increase()`` treats as a reset.
 
 Delivery never fails the job: problems are one warning line.
 """
@@ -75,6 +76,18 @@ def group_of(report: RunReport) -> dict[str, str]:
     }
 
 
+def error_classes() -> list[str]:
+    """Every error class a run can end with (errors.py), for the zero-initialised counter."""
+    from rfbackup import errors
+
+    found = [
+        obj.__name__
+        for obj in vars(errors).values()
+        if isinstance(obj, type) and issubclass(obj, errors.RfBackupError)
+    ]
+    return sorted(found)
+
+
 def apply(previous: Samples, report: RunReport) -> Samples:
     """The group's samples after ``report``: previous values carried, this run's set."""
     state: Samples = {name: dict(series) for name, series in previous.items() if name in FAMILIES}
@@ -85,6 +98,8 @@ def apply(previous: Samples, report: RunReport) -> Samples:
     put("backup_last_attempt_timestamp_seconds", report.started)
     put("backup_last_duration_seconds", report.duration_seconds)
     failures = state.setdefault("backup_failures_total", {})
+    for name in error_classes():  # exported at 0 first, so increase() sees the first failure
+        failures.setdefault((("error_class", name),), 0.0)
     if report.succeeded:
         put("backup_last_success_timestamp", report.finished)
         put("backup_last_success_timestamp_seconds", report.finished)
