@@ -12,6 +12,7 @@ backup and is removed by the next run.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
 from rfbackup.pipeline import StoredStream
 from rfbackup.progress import Reporter, human_bytes
-from rfbackup.sources.postgres import roles
+from rfbackup.sources.postgres import dbprops, roles
 from rfbackup.sources.postgres.dump import PostgresDump
 from rfbackup.storage import Repository, put_bytes
 from rfbackup.storage.local import LocalRepository
@@ -73,7 +74,8 @@ def _unused_name(
         name = BackupName.new(
             settings.env, fmt, compression, datetime.now(UTC), encrypted, repo.layout
         )
-        if all(repo.stat(k) is None for k in (name.key, name.manifest_key, name.roles_key)):
+        keys = (name.key, name.manifest_key, name.roles_key, name.dbprops_key)
+        if all(repo.stat(k) is None for k in keys):
             return name
         time.sleep(0.2)
 
@@ -127,6 +129,9 @@ def _run(
                 raise
             committed.append(name.key)
         roles_record = _store_roles(repo, name, target, info.database["name"], age, committed)
+        props_record = _store_db_properties(
+            repo, name, target, info.database["name"], age, committed
+        )
         manifest = Manifest(
             name=name.key,
             component=COMPONENT,
@@ -145,6 +150,8 @@ def _run(
                 "snapshot": info.snapshot,
             },
             row_counts=info.row_counts,
+            checks=info.checks,
+            db_properties=props_record,
             roles=roles_record,
             encryption={"format": "age", "recipients": recipients} if age else {},
         )
@@ -186,6 +193,35 @@ def _store_roles(
     return {
         "captured": True,
         "key": name.roles_key,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "stored_bytes": len(data),
+    }
+
+
+def _store_db_properties(
+    repo: Repository,
+    name: BackupName,
+    target: PostgresTarget,
+    dbname: str,
+    age: list[Any],
+    committed: list[str],
+) -> dict[str, object]:
+    """The database's owner, ACL, settings, comment and connection limit, as a sidecar
+    (encrypted like the data: settings may hold values worth hiding)."""
+    props, reason = dbprops.capture(target.with_dbname(dbname))
+    if props is None:
+        log.warning("database properties not captured (%s); a restore cannot apply them", reason)
+        return {"captured": False, "reason": reason}
+    data = json.dumps(props, indent=2, sort_keys=True).encode() + b"\n"
+    if age:
+        import pyrage
+
+        data = pyrage.encrypt(data, age)
+    put_bytes(repo, name.dbprops_key, data)
+    committed.append(name.dbprops_key)
+    return {
+        "captured": True,
+        "key": name.dbprops_key,
         "sha256": hashlib.sha256(data).hexdigest(),
         "stored_bytes": len(data),
     }

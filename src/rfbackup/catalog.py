@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from rfbackup.errors import NotFound
+from rfbackup.errors import ConfigError, NotFound
 from rfbackup.locks import is_locked
 from rfbackup.manifest import Manifest
 from rfbackup.naming import MANIFEST_SUFFIX, BackupName, is_sidecar
@@ -54,6 +54,10 @@ class Entry:
             keys.append(f"{folder}/{roles}" if folder else roles)
         elif (parsed := BackupName.parse(self.name)) is not None:
             keys.append(parsed.roles_key)
+        if self.manifest is not None and self.manifest.db_properties.get("key"):
+            folder = self.name.rpartition("/")[0]
+            props = str(self.manifest.db_properties["key"]).rpartition("/")[2]
+            keys.append(f"{folder}/{props}" if folder else props)
         return [*keys, self.name + MANIFEST_SUFFIX]
 
     def to_dict(self) -> dict[str, object]:
@@ -162,10 +166,23 @@ def _from_manifest(repo: Repository, manifest_key: str, data_key: str, size: int
     return Entry(data_key, m.component, m.environment, created, size, OK, m)
 
 
-def find(repo: Repository, name: str, lock_file: Path | None = None) -> Entry:
-    """Look a backup up by key, file name or path inside the repository."""
-    wanted = name.rsplit("/", 1)[-1]
-    for entry in scan(repo, lock_file):
-        if entry.name == name or entry.name.rsplit("/", 1)[-1] == wanted:
-            return entry
-    raise NotFound(f"no backup named {name!r} in {repo.url}")
+def find(repo: Repository, name: str, lock_file: Path | None = None, exact: bool = False) -> Entry:
+    """Look a backup up by its exact key (always when ``exact`` or the name holds a ``/``),
+    or by a bare file name anywhere in the repository. A bare name that matches more than
+    one backup is an error listing them."""
+    entries = scan(repo, lock_file)
+    if exact or "/" in name:
+        for entry in entries:
+            if entry.name == name:
+                return entry
+        raise NotFound(f"no backup named {name!r} in {repo.url}")
+    matches = [e for e in entries if e.name.rsplit("/", 1)[-1] == name]
+    if len(matches) > 1:
+        listed = ", ".join(sorted(e.name for e in matches))
+        raise ConfigError(
+            f"{name!r} matches {len(matches)} backups in {repo.url}: {listed}; "
+            "give the full name or path of the one to use"
+        )
+    if not matches:
+        raise NotFound(f"no backup named {name!r} in {repo.url}")
+    return matches[0]

@@ -42,6 +42,11 @@ class Manifest:
     roles: dict[str, Any] = field(default_factory=dict)
     encryption: dict[str, Any] = field(default_factory=dict)  # {"format": "age", "recipients"}
     physical: dict[str, Any] = field(default_factory=dict)  # base backups: LSNs, timeline...
+    # Large objects, sequences, materialized views (sources/postgres/verify_counts.py);
+    # empty in manifests written before they were recorded.
+    checks: dict[str, Any] = field(default_factory=dict)
+    # The database's owner, ACL, settings...: a sidecar (sources/postgres/dbprops.py).
+    db_properties: dict[str, Any] = field(default_factory=dict)
     status: str = STATUS_DONE
     format: str = FORMAT
 

@@ -5,6 +5,7 @@ A backup is a data object plus sidecars that share its stem::
     backup_20250120_143000.sql.gz                 the dump
     backup_20250120_143000.sql.gz.manifest.json   the commit point, written last
     backup_20250120_143000.roles.sql.gz           global objects (roles), when captured
+    backup_20250120_143000.dbprops.json           the database's owner, ACL, settings, comment
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rfbackup.config import Environment
 
 MANIFEST_SUFFIX = ".manifest.json"
 ROLES_SUFFIX = ".roles.sql.gz"
+DBPROPS_SUFFIX = ".dbprops.json"
 AGE_SUFFIX = ".age"
 COMPONENT_PREFIX = "postgres/"
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
@@ -68,6 +70,10 @@ class BackupName:
         return self.stem + ROLES_SUFFIX + (AGE_SUFFIX if self.encrypted else "")
 
     @property
+    def dbprops_key(self) -> str:
+        return self.stem + DBPROPS_SUFFIX + (AGE_SUFFIX if self.encrypted else "")
+
+    @property
     def compression(self) -> str | None:
         if self.ext.endswith(".gz"):
             return "gzip"
@@ -110,4 +116,12 @@ class BackupName:
 
 
 def is_sidecar(key: str) -> bool:
-    return key.endswith((MANIFEST_SUFFIX, ROLES_SUFFIX, ROLES_SUFFIX + AGE_SUFFIX))
+    return key.endswith(
+        (
+            MANIFEST_SUFFIX,
+            ROLES_SUFFIX,
+            ROLES_SUFFIX + AGE_SUFFIX,
+            DBPROPS_SUFFIX,
+            DBPROPS_SUFFIX + AGE_SUFFIX,
+        )
+    )

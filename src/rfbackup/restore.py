@@ -11,37 +11,42 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from rfbackup import catalog
+from rfbackup import catalog, restore_plan
 from rfbackup.backup import repository_lock
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import Aborted, ConfigError, IntegrityError, NotFound, RestoreError
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest
-from rfbackup.naming import AGE_SUFFIX, BackupName
+from rfbackup.naming import AGE_SUFFIX, MANIFEST_SUFFIX, BackupName
 from rfbackup.pipeline import (
     DECOMPRESSION_ERRORS,
     HashingReader,
+    Readable,
     decompressed,
     decompression_error,
     read_chunks,
     sha256_of,
 )
 from rfbackup.progress import Reporter
+from rfbackup.restore_plan import RestorePlan
+from rfbackup.sources.postgres import dbprops, verify_counts
 from rfbackup.sources.postgres import restore as pg
+from rfbackup.sources.postgres.dumpfile import DumpShape
 from rfbackup.sources.postgres.roles import missing_roles_script
 from rfbackup.storage import Repository, read_bytes
-from rfbackup.storage.local import LocalRepository
+from rfbackup.storage.local import LocalRepository, storage_error
 
 STAMP = "%Y%m%d_%H%M%S"
 MAX_IDENT = 63
@@ -62,28 +67,46 @@ class Located:
 
 
 def locate(settings: Settings, name: str, repo_url: str | None = None) -> Located:
-    """A path to a file on disk, an ``s3://bucket/prefix/KEY`` URL, or a backup name (key or
-    file name) in the configured repository."""
+    """Which backup ``name`` means (docs/postgres-backups.md, "Which file is restored"):
+
+    - ``s3://bucket/prefix/KEY``: exactly that key;
+    - with ``--repo``: a key in that repository, or a bare file name (no ``/``);
+    - a PATH, i.e. a name that contains ``/`` or exists on disk: exactly that file, never
+      another one of the same name (with an S3 repository configured, a name with ``/``
+      that is not on disk is a key in it, e.g. ``postgres/STAMP.sql.gz``);
+    - otherwise a bare name in the configured repository, which must match one backup.
+    """
     path = Path(name)
-    key = name
     if name.startswith("s3://"):
         bucket, _, full = name.removeprefix("s3://").partition("/")
         head, sep, tail = full.rpartition("postgres/")
         prefix, key = (head.rstrip("/"), sep + tail) if sep else full.rpartition("/")[::2]
         repo = settings.open_repository(f"s3://{bucket}/{prefix}".rstrip("/"))
-    elif repo_url is None and path.is_file():
-        repo = LocalRepository(path.parent)
-        key = path.name
-    elif repo_url is None and path.is_dir():
+        return Located(repo, catalog.find(repo, key, repository_lock(repo)[1], exact=True))
+    if repo_url is None and path.is_dir():
         raise NotFound(f"{name} is a directory, not a backup file")
-    else:
-        repo = settings.open_repository(repo_url)
-    return Located(repo, catalog.find(repo, key, repository_lock(repo)[1]))
+    if repo_url is None and (path.is_file() or Path(name + MANIFEST_SUFFIX).is_file()):
+        repo = LocalRepository(path.parent)
+        return Located(repo, catalog.find(repo, path.name, repository_lock(repo)[1], exact=True))
+    repo = settings.open_repository(repo_url)
+    if repo_url is None and "/" in name and isinstance(repo, LocalRepository):
+        raise NotFound(
+            f"no backup named {name!r}: no such file (a name with '/' is a path; "
+            f"a bare name is looked up in {repo.url})"
+        )
+    return Located(repo, catalog.find(repo, name, repository_lock(repo)[1]))
 
 
 def roles_key(loc: Located) -> str:
     """The roles sidecar always sits beside its data object, wherever the pair was copied."""
     return loc.entry.object_keys()[1]
+
+
+def sidecar_key(loc: Located, record: dict[str, Any]) -> str:
+    """A sidecar named in the manifest, beside its data object."""
+    folder = loc.key.rpartition("/")[0]
+    name = str(record["key"]).rpartition("/")[2]
+    return f"{folder}/{name}" if folder else name
 
 
 def identities_for(settings: Settings, loc: Located) -> list[Any]:
@@ -103,20 +126,36 @@ def identities_for(settings: Settings, loc: Located) -> list[Any]:
 def plaintext(loc: Located, raw: Any, identities: list[Any]) -> Iterator[IO[bytes]]:
     """The original dump bytes from a stored stream: decrypt (if needed), then decompress."""
     where = loc.repo.describe(loc.key)
+    in_body = False
     try:
-        if identities:
-            from rfbackup.encryption import decrypted
+        with ExitStack() as stack:
+            clear = raw
+            if identities:
+                from rfbackup.encryption import decrypted
 
-            with (
-                decrypted(raw, identities, where) as clear,
-                decompressed(_compression_of(loc), clear) as stream,
-            ):
-                yield stream
-        else:
-            with decompressed(_compression_of(loc), raw) as stream:
-                yield stream
+                clear = stack.enter_context(decrypted(raw, identities, where))
+            stream = stack.enter_context(decompressed(_compression_of(loc), clear))
+            in_body = True
+            yield _Guarded(stream, where)  # type: ignore[misc]
+            in_body = False
     except DECOMPRESSION_ERRORS as exc:
+        if in_body:  # the consumer's own failure (e.g. its disk is full): not the backup's
+            raise
         raise decompression_error(exc, where) from None
+
+
+class _Guarded:
+    """Reading the decompressed stream: a decoder's error means the backup is damaged. Only
+    reads are judged so; what the consumer does with the bytes fails on its own terms."""
+
+    def __init__(self, inner: IO[bytes], where: str) -> None:
+        self.inner, self.where = inner, where
+
+    def read(self, n: int = -1, /) -> bytes:
+        try:
+            return self.inner.read(n)
+        except DECOMPRESSION_ERRORS as exc:
+            raise decompression_error(exc, self.where) from None
 
 
 def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -> None:
@@ -148,6 +187,11 @@ def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -
         roles_data = read_bytes(loc.repo, roles_key(loc))
         if hashlib.sha256(roles_data).hexdigest() != m.roles["sha256"]:
             raise IntegrityError(f"{loc.repo.describe(roles_key(loc))} is corrupted")
+    if m.db_properties.get("captured"):
+        props_key = sidecar_key(loc, m.db_properties)
+        props_data = read_bytes(loc.repo, props_key)
+        if hashlib.sha256(props_data).hexdigest() != m.db_properties["sha256"]:
+            raise IntegrityError(f"{loc.repo.describe(props_key)} is corrupted")
     if identities:  # a wrong key must fail here, not half way into a restore
         with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
             stream.read(1)
@@ -175,8 +219,9 @@ def _dump_format(loc: Located) -> str:
 
 def _test_decompress(loc: Located, identities: list[Any]) -> None:
     """For files without a manifest: the whole stream must decompress (like ``gzip -t``)."""
+    where = loc.repo.describe(loc.key)
     with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
-        for _ in read_chunks(stream):
+        for _ in read_chunks(DumpShape(stream, _dump_format(loc), where)):
             pass
 
 
@@ -184,22 +229,6 @@ def _identifier(base: str, suffix: str) -> str:
     room = MAX_IDENT - len(suffix.encode())
     trimmed = base.encode()[:room].decode("utf-8", "ignore")
     return trimmed + suffix
-
-
-@dataclass
-class RestorePlan:
-    backup: str
-    host: str
-    database: str
-    replace: bool  # swap into place (True) or restore beside (--target-db)
-
-    def question(self) -> str:
-        if self.replace:
-            return (
-                f"Restore {self.backup} into database {self.database!r} on {self.host}? "
-                "The current database will be kept under a dated name."
-            )
-        return f"Restore {self.backup} into a new database {self.database!r} on {self.host}?"
 
 
 def restore_postgres(
@@ -211,6 +240,9 @@ def restore_postgres(
     allow_unverified: bool = False,
     jobs: int | None = None,
     repo_url: str | None = None,
+    force_target: bool = False,
+    allow_empty: bool = False,
+    db_properties: bool = True,
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     loc = locate(settings, name, repo_url)
@@ -221,16 +253,32 @@ def restore_postgres(
     live = target_db or base.dbname or (m.database.get("name") if m else None)
     if not live:
         raise ConfigError("no target database: set PGDATABASE, DATABASE_URL or --target-db")
-    plan = RestorePlan(loc.key, base.display.split("/")[0], live, replace=target_db is None)
-    if not confirm(plan.question()):
-        raise Aborted("restore cancelled; nothing was changed")
-    stamp = datetime.now(UTC).strftime(STAMP)
+    props = _db_properties(loc, identities) if db_properties else None
+    plan = RestorePlan(
+        loc.key,
+        base.display.split("/")[0],
+        live,
+        replace=target_db is None,
+        source_db=m.database.get("name") if m else None,
+        backup_env=m.environment if m else None,
+        env=settings.env.value,
+        backup_taken=loc.entry.created_at.replace(tzinfo=loc.entry.created_at.tzinfo or UTC),
+        needed_bytes=int(m.database.get("size_bytes") or 0) if m else 0,
+    )
+    plan.check_target(force_target)
     admin = pg.admin_connection(base)
     try:
-        exists = pg.database_exists(admin, live)
-        if target_db is not None and exists:
+        restore_plan.gather(plan, admin, base.host)
+        if target_db is not None and plan.exists:
             raise RestoreError(f"database {live!r} already exists; --target-db needs a new name")
-        work = live if target_db is not None else _identifier(live, f"_restore_{stamp}")
+        for warning in plan.warnings:
+            log.warning("%s", warning)
+        if not confirm(plan.question()):
+            raise Aborted("restore cancelled; nothing was changed")
+        stamp = datetime.now(UTC).strftime(STAMP)
+        # Always a working name, even for --target-db: a killed restore never leaves a
+        # half-filled database under the name that was asked for.
+        work = _identifier(live, f"_restore_{stamp}")
         if pg.database_exists(admin, work):
             raise RestoreError(f"database {work!r} already exists")
         _create_missing_roles(loc, base, admin, identities)
@@ -246,10 +294,19 @@ def restore_postgres(
                 identities,
             )
             counts = _check_counts(loc, base, work)
+            if plan.replace and plan.exists and not allow_empty:
+                _refuse_empty_over_data(base, work, live, counts)
+            if props is not None:
+                dbprops.apply(admin, work, props)
+                log.info("database properties (owner, ACL, settings, comment) applied")
+            elif m is not None:
+                log.warning("database properties of the backup were not applied")
             kept = None
             if target_db is None:
-                kept = _identifier(live, f"_pre_restore_{stamp}") if exists else None
+                kept = _identifier(live, f"_pre_restore_{stamp}") if plan.exists else None
                 pg.swap(admin, live, work, kept)
+            else:
+                pg.rename(admin, work, live)
         except BaseException:
             log.warning(
                 "restore failed; dropping %s, %s is unchanged",
@@ -268,6 +325,7 @@ def restore_postgres(
         "tables": len(counts),
         "rows": sum(counts.values()),
         "verified": m is not None,
+        "db_properties": props is not None,
         "duration_seconds": round(time.monotonic() - t0, 3),
     }
     if kept:
@@ -275,6 +333,41 @@ def restore_postgres(
     else:
         log.info("restored %s into %s", loc.key, live)
     return result
+
+
+def _db_properties(loc: Located, identities: list[Any]) -> dict[str, Any] | None:
+    """The recorded database properties, or None (with a warning) if the backup has none."""
+    m = loc.manifest
+    if m is None:
+        return None
+    if not m.db_properties.get("captured"):
+        reason = m.db_properties.get("reason", "the backup predates them")
+        log.warning(
+            "%s has no database properties (%s): owner, ACL and settings are not restored",
+            loc.key,
+            reason,
+        )
+        return None
+    data = read_bytes(loc.repo, sidecar_key(loc, m.db_properties))
+    if identities:
+        import pyrage
+
+        data = pyrage.decrypt(data, identities)
+    props: dict[str, Any] = json.loads(data)
+    return props
+
+
+def _refuse_empty_over_data(
+    base: PostgresTarget, work: str, live: str, counts: dict[str, int]
+) -> None:
+    """An empty restore result may replace an empty database, never one that holds data."""
+    if any(counts.values()) or pg.large_object_count(base, work):
+        return
+    if pg.holds_data(base, live):
+        raise RestoreError(
+            f"the backup restored an empty database, and {live!r} holds data; "
+            "re-run with --allow-empty to replace it anyway"
+        )
 
 
 def _create_missing_roles(
@@ -307,7 +400,8 @@ def _load(
     total = m.data.stored_bytes if m else (loc.entry.size_bytes or None)
     with loc.repo.open(loc.key) as raw_fh, Reporter(f"restoring {dbname}", total) as p:
         raw = HashingReader(raw_fh)
-        with plaintext(loc, raw, identities) as stream:
+        with plaintext(loc, raw, identities) as clear:
+            stream = DumpShape(clear, _dump_format(loc), where)
             if _dump_format(loc) == "custom" and jobs > 1:
                 _load_custom_parallel(stream, raw, base, dbname, jobs, tmp_dir, p.advance)
             else:
@@ -336,7 +430,7 @@ class _Counting:
 
 
 def _load_custom_parallel(
-    stream: IO[bytes],
+    stream: Readable,
     raw: HashingReader,
     base: PostgresTarget,
     dbname: str,
@@ -345,32 +439,54 @@ def _load_custom_parallel(
     advance: Callable[[int], None],
 ) -> None:
     """pg_restore --jobs needs a seekable file: decompress to a private temp file first."""
-    tmp_dir = tempfile.mkdtemp(prefix="rfbackup-restore-", dir=tmp_parent)
     try:
-        os.chmod(tmp_dir, 0o700)
+        tmp_dir = tempfile.mkdtemp(prefix="rfbackup-restore-", dir=tmp_parent)
+    except OSError as exc:
+        raise storage_error(
+            exc, f"a temporary folder in {tmp_parent or tempfile.gettempdir()}"
+        ) from None
+    try:
         path = os.path.join(tmp_dir, "dump")
-        with open(path, "wb") as out:
-            seen = 0
-            for chunk in read_chunks(stream):
-                out.write(chunk)
-                advance(raw.size - seen)
-                seen = raw.size
+        try:
+            with open(path, "wb") as out:
+                seen = 0
+                for chunk in read_chunks(stream):
+                    out.write(chunk)
+                    advance(raw.size - seen)
+                    seen = raw.size
+        except OSError as exc:  # our scratch space, not the backup: disk full is exit 8
+            raise storage_error(exc, f"the temporary copy {path}") from None
         pg.load_custom(base, dbname, None, path, jobs, lambda n: None)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _check_counts(loc: Located, base: PostgresTarget, dbname: str) -> dict[str, int]:
-    counts = pg.restored_counts(base, dbname)
+    """Row counts, and (for manifests that record them) large objects, sequences and
+    materialized views: all must match, and no table may be extra."""
     m = loc.manifest
+    only = bool(m is not None and m.checks.get("row_counts_only"))
+    counts, actual = pg.restored_counts(base, dbname, only)
     if m is None:
         log.warning("%s has no manifest: row counts not checked", loc.key)
         return counts
     problems = pg.compare_counts(m.row_counts, counts)
+    if m.checks:
+        problems += verify_counts.compare(m.checks, actual)
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         raise RestoreError(
             f"restored data does not match the backup: {'; '.join(problems[:3])}{more}"
         )
-    log.info("row counts match the manifest for all %d tables", len(counts))
+    if m.checks:
+        log.info(
+            "row counts match the manifest for all %d tables; %d large objects, "
+            "%d sequences and %d materialized views match too",
+            len(counts),
+            actual["large_objects"]["count"],
+            len(m.checks.get("sequences", {})),
+            len(m.checks.get("matviews", {})),
+        )
+    else:
+        log.info("row counts match the manifest for all %d tables", len(counts))
     return counts

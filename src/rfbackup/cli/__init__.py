@@ -115,6 +115,28 @@ def restore(
             "(after a full decompression test; row counts cannot be checked).",
         ),
     ] = False,
+    force_target: Annotated[
+        bool,
+        typer.Option(
+            "--force-target",
+            help="Replace the database even though the backup is of another database.",
+        ),
+    ] = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Let a backup that restores an empty database replace one that holds data.",
+        ),
+    ] = False,
+    no_db_properties: Annotated[
+        bool,
+        typer.Option(
+            "--no-db-properties",
+            help="Do not give the new database the backup's owner, ACL, settings, comment "
+            "and connection limit.",
+        ),
+    ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
@@ -141,6 +163,9 @@ def restore(
         confirm=confirm,
         allow_unverified=allow_unverified,
         jobs=jobs,
+        force_target=force_target,
+        allow_empty=allow_empty,
+        db_properties=not no_db_properties,
     )
     if as_json:
         print_json(result)

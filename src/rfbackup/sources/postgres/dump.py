@@ -20,7 +20,7 @@ from psycopg import sql
 from rfbackup.config import PostgresTarget
 from rfbackup.errors import SourceError
 from rfbackup.pipeline import BLOCK_SIZE
-from rfbackup.sources.postgres import tools
+from rfbackup.sources.postgres import tools, verify_counts
 
 CHUNK = BLOCK_SIZE  # one compression block per read: handed over without copying
 
@@ -49,10 +49,13 @@ def list_tables(cur: psycopg.Cursor[Any]) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def count_rows(cur: psycopg.Cursor[Any], tables: list[str]) -> dict[str, int]:
+def count_rows(cur: psycopg.Cursor[Any], tables: list[str], only: bool = True) -> dict[str, int]:
+    """Rows of each table; with ``only`` (manifests since checks were added) a parent of
+    inherited tables counts its own rows, not its children's too."""
     counts = {}
+    select = "SELECT count(*) FROM ONLY {}" if only else "SELECT count(*) FROM {}"
     for table in tables:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table)))
+        cur.execute(sql.SQL(select).format(sql.SQL(table)))
         row = cur.fetchone()
         counts[table] = int(row[0]) if row else 0
     return counts
@@ -64,6 +67,7 @@ class DumpInfo:
     pg_dump_version: str = ""
     snapshot: str = ""
     row_counts: dict[str, int] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)  # see verify_counts
 
 
 class PostgresDump:
@@ -82,6 +86,7 @@ class PostgresDump:
         self._stderr: tools.StderrTail | None = None
         self._counter: threading.Thread | None = None
         self._count_error: BaseException | None = None
+        self._sequences_before: dict[str, list[Any]] = {}
 
     def __enter__(self) -> PostgresDump:
         try:
@@ -111,6 +116,7 @@ class PostgresDump:
             )
             name, version, version_num, encoding, collate, ctype, size = cur.fetchone()  # type: ignore[misc]
             tables = list_tables(cur)
+            self._sequences_before = verify_counts.sequences(cur)
         self.info.database = {
             "name": name,
             "host": self.target.host,
@@ -147,6 +153,7 @@ class PostgresDump:
         try:
             with self._conn.cursor() as cur:
                 self.info.row_counts = count_rows(cur, tables)
+                self.info.checks = verify_counts.snapshot_checks(cur)
         except BaseException as exc:  # reported by finish()
             self._count_error = exc
 
@@ -173,6 +180,9 @@ class PostgresDump:
         if problems:
             raise SourceError("; ".join(problems))
         assert self._conn is not None
+        with self._conn.cursor() as cur:
+            after = verify_counts.sequences(cur)
+        self.info.checks["sequences"] = verify_counts.bracket(self._sequences_before, after)
         self._conn.commit()
         return self.info
 

@@ -18,7 +18,7 @@ from psycopg import sql
 from rfbackup.config import PostgresTarget
 from rfbackup.errors import RestoreError
 from rfbackup.pipeline import Readable
-from rfbackup.sources.postgres import tools
+from rfbackup.sources.postgres import tools, verify_counts
 from rfbackup.sources.postgres.dump import connect, count_rows, list_tables
 
 MAINTENANCE_DBS = ("postgres", "template1")
@@ -131,8 +131,11 @@ def load_custom(
             check=False,
         )
         if proc.returncode != 0:
-            err = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
-            raise RestoreError(f"pg_restore failed: {err[-1] if err else proc.returncode}")
+            lines = proc.stderr.decode("utf-8", "replace").splitlines()
+            raise RestoreError(
+                f"pg_restore failed (exit {proc.returncode}): "
+                f"{tools.first_error(lines) or 'no error output'}"
+            )
         return
     assert stream is not None
     _feed([*args, "--single-transaction"], target.with_dbname(dbname), stream, progress)
@@ -164,12 +167,53 @@ def _feed(
         raise
     rc = proc.wait()
     if rc != 0:
-        raise RestoreError(f"{tool} failed (exit {rc}): {stderr.last}")
+        last = stderr.last  # waits for the whole of stderr
+        raise RestoreError(f"{tool} failed (exit {rc}): {stderr.first_error or last}")
 
 
-def restored_counts(target: PostgresTarget, dbname: str) -> dict[str, int]:
+def restored_counts(
+    target: PostgresTarget, dbname: str, only: bool = True
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Row counts of every table, and the other checks (verify_counts.restored_checks)."""
     with connect(target.with_dbname(dbname)) as conn, conn.cursor() as cur:
-        return count_rows(cur, list_tables(cur))
+        counts = count_rows(cur, list_tables(cur), only)
+        return counts, verify_counts.restored_checks(cur)
+
+
+def large_object_count(target: PostgresTarget, dbname: str) -> int:
+    with connect(target.with_dbname(dbname)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_largeobject_metadata")
+        row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+def holds_data(target: PostgresTarget, dbname: str) -> bool:
+    """Does any table hold a row, or is there a large object? (Stops at the first found.)"""
+    with connect(target.with_dbname(dbname)) as conn, conn.cursor() as cur:
+        for table in list_tables(cur):
+            cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM ONLY {})").format(sql.SQL(table)))
+            row = cur.fetchone()
+            if row and row[0]:
+                return True
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata)")
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+
+def rename(conn: psycopg.Connection[Any], name: str, new_name: str) -> None:
+    """A --target-db restore's working database takes the requested name, once checked."""
+    terminate_sessions(conn, [name])
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(name), sql.Identifier(new_name)
+                )
+            )
+    except psycopg.Error as exc:
+        raise RestoreError(
+            f"renaming {name} to {new_name} failed: {exc.diag.message_primary}"
+        ) from None
 
 
 def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str]:

@@ -62,6 +62,7 @@ class StderrTail:
 
     def __init__(self, stream: IO[bytes], keep: int = 20) -> None:
         self.lines: deque[str] = deque(maxlen=keep)
+        self.first_error: str | None = None  # the cause; later lines are often its echo
         self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self._thread.start()
 
@@ -70,6 +71,8 @@ class StderrTail:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:
                 self.lines.append(line)
+                if self.first_error is None:
+                    self.first_error = first_error([line])
         stream.close()
 
     def join(self) -> None:
@@ -80,6 +83,15 @@ class StderrTail:
         self.join()
         errors = [ln for ln in self.lines if "error" in ln.lower() or "fatal" in ln.lower()]
         return (errors or list(self.lines) or ["no error output"])[-1]
+
+
+def first_error(lines: list[str]) -> str | None:
+    """The first line that carries a server ``ERROR:`` (psql / pg_restore report the failing
+    statement's error first, then context such as ``Command was: …``)."""
+    for line in lines:
+        if "ERROR:" in line or "FATAL:" in line:
+            return line.strip()
+    return None
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
