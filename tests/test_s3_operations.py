@@ -217,4 +217,4 @@ def test_prune_applies_per_repository(env: Env, s3: ThrowawayS3, s3_replica: Thr
     for server, bucket in ((s3, primary), (s3_replica, dr)):
         keys = [o["Key"] for o in server.client().list_objects_v2(Bucket=bucket)["Contents"]]
         assert all(names[-1].split("/")[1].split(".")[0] in k for k in keys), keys
-        assert len(keys) == 3  # data, roles, manifest of the one kept backup
+        assert len(keys) == 4  # data, roles, properties, manifest of the one kept backup

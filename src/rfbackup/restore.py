@@ -9,9 +9,7 @@ Any failure before the swap drops the new database and leaves the current one as
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -23,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from rfbackup import catalog, restore_plan
+from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars
 from rfbackup.backup import repository_lock
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import Aborted, ConfigError, IntegrityError, NotFound, RestoreError
@@ -41,10 +39,10 @@ from rfbackup.pipeline import (
 )
 from rfbackup.progress import Reporter
 from rfbackup.restore_plan import RestorePlan
-from rfbackup.sources.postgres import dbprops, verify_counts
+from rfbackup.restore_sidecars import roles_key, sidecar_key
+from rfbackup.sources.postgres import dbprops
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres.dumpfile import DumpShape
-from rfbackup.sources.postgres.roles import missing_roles_script
 from rfbackup.storage import Repository, read_bytes
 from rfbackup.storage.local import LocalRepository, storage_error
 
@@ -95,18 +93,6 @@ def locate(settings: Settings, name: str, repo_url: str | None = None) -> Locate
             f"a bare name is looked up in {repo.url})"
         )
     return Located(repo, catalog.find(repo, name, repository_lock(repo)[1]))
-
-
-def roles_key(loc: Located) -> str:
-    """The roles sidecar always sits beside its data object, wherever the pair was copied."""
-    return loc.entry.object_keys()[1]
-
-
-def sidecar_key(loc: Located, record: dict[str, Any]) -> str:
-    """A sidecar named in the manifest, beside its data object."""
-    folder = loc.key.rpartition("/")[0]
-    name = str(record["key"]).rpartition("/")[2]
-    return f"{folder}/{name}" if folder else name
 
 
 def identities_for(settings: Settings, loc: Located) -> list[Any]:
@@ -253,7 +239,7 @@ def restore_postgres(
     live = target_db or base.dbname or (m.database.get("name") if m else None)
     if not live:
         raise ConfigError("no target database: set PGDATABASE, DATABASE_URL or --target-db")
-    props = _db_properties(loc, identities) if db_properties else None
+    props = restore_sidecars.db_properties(loc, identities) if db_properties else None
     plan = RestorePlan(
         loc.key,
         base.display.split("/")[0],
@@ -281,7 +267,7 @@ def restore_postgres(
         work = _identifier(live, f"_restore_{stamp}")
         if pg.database_exists(admin, work):
             raise RestoreError(f"database {work!r} already exists")
-        _create_missing_roles(loc, base, admin, identities)
+        restore_sidecars.create_missing_roles(loc, base, admin, identities)
         log.info("restoring %s into new database %s", loc.key, work)
         pg.create_database(admin, work, m.database if m else {})
         try:
@@ -293,9 +279,9 @@ def restore_postgres(
                 settings.tmp_dir,
                 identities,
             )
-            counts = _check_counts(loc, base, work)
+            counts = restore_checks.check_counts(loc, base, work)
             if plan.replace and plan.exists and not allow_empty:
-                _refuse_empty_over_data(base, work, live, counts)
+                restore_checks.refuse_empty_over_data(base, work, live, counts)
             if props is not None:
                 dbprops.apply(admin, work, props)
                 log.info("database properties (owner, ACL, settings, comment) applied")
@@ -333,58 +319,6 @@ def restore_postgres(
     else:
         log.info("restored %s into %s", loc.key, live)
     return result
-
-
-def _db_properties(loc: Located, identities: list[Any]) -> dict[str, Any] | None:
-    """The recorded database properties, or None (with a warning) if the backup has none."""
-    m = loc.manifest
-    if m is None:
-        return None
-    if not m.db_properties.get("captured"):
-        reason = m.db_properties.get("reason", "the backup predates them")
-        log.warning(
-            "%s has no database properties (%s): owner, ACL and settings are not restored",
-            loc.key,
-            reason,
-        )
-        return None
-    data = read_bytes(loc.repo, sidecar_key(loc, m.db_properties))
-    if identities:
-        import pyrage
-
-        data = pyrage.decrypt(data, identities)
-    props: dict[str, Any] = json.loads(data)
-    return props
-
-
-def _refuse_empty_over_data(
-    base: PostgresTarget, work: str, live: str, counts: dict[str, int]
-) -> None:
-    """An empty restore result may replace an empty database, never one that holds data."""
-    if any(counts.values()) or pg.large_object_count(base, work):
-        return
-    if pg.holds_data(base, live):
-        raise RestoreError(
-            f"the backup restored an empty database, and {live!r} holds data; "
-            "re-run with --allow-empty to replace it anyway"
-        )
-
-
-def _create_missing_roles(
-    loc: Located, base: PostgresTarget, admin: Any, identities: list[Any]
-) -> None:
-    m = loc.manifest
-    if m is None or not m.roles.get("captured"):
-        return
-    data = read_bytes(loc.repo, roles_key(loc))
-    if identities:
-        import pyrage
-
-        data = pyrage.decrypt(data, identities)
-    todo, created = missing_roles_script(gzip.decompress(data).decode(), admin)
-    if created:
-        log.info("creating roles missing on this server: %s", ", ".join(created))
-        pg.run_sql_script(base, admin.info.dbname, todo)
 
 
 def _load(
@@ -459,34 +393,3 @@ def _load_custom_parallel(
         pg.load_custom(base, dbname, None, path, jobs, lambda n: None)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-def _check_counts(loc: Located, base: PostgresTarget, dbname: str) -> dict[str, int]:
-    """Row counts, and (for manifests that record them) large objects, sequences and
-    materialized views: all must match, and no table may be extra."""
-    m = loc.manifest
-    only = bool(m is not None and m.checks.get("row_counts_only"))
-    counts, actual = pg.restored_counts(base, dbname, only)
-    if m is None:
-        log.warning("%s has no manifest: row counts not checked", loc.key)
-        return counts
-    problems = pg.compare_counts(m.row_counts, counts)
-    if m.checks:
-        problems += verify_counts.compare(m.checks, actual)
-    if problems:
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise RestoreError(
-            f"restored data does not match the backup: {'; '.join(problems[:3])}{more}"
-        )
-    if m.checks:
-        log.info(
-            "row counts match the manifest for all %d tables; %d large objects, "
-            "%d sequences and %d materialized views match too",
-            len(counts),
-            actual["large_objects"]["count"],
-            len(m.checks.get("sequences", {})),
-            len(m.checks.get("matviews", {})),
-        )
-    else:
-        log.info("row counts match the manifest for all %d tables", len(counts))
-    return counts
