@@ -4,6 +4,8 @@ connection limit, which a dump of its contents does not carry."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -144,3 +146,30 @@ def test_properties_that_cannot_be_applied_fail_the_restore_and_keep_the_databas
 
     r = env.run("restore", name, "--yes", "--no-db-properties")
     assert r.returncode == 0, r.stderr
+
+
+def test_the_sidecar_is_encrypted_like_the_data(with_props: Env, tmp_path: Path) -> None:
+    env = with_props
+    key = tmp_path / "age-identity.txt"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    expected = props(env, env.dbname)
+    r = env.run("backup", "postgres", RFBACKUP_ENCRYPTION__RECIPIENTS=public)
+    assert r.returncode == 0, r.stderr
+    name = r.stdout.strip()
+    manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
+    sidecar = env.backups / manifest["db_properties"]["key"]
+    assert sidecar.name.endswith(".dbprops.json.age")
+    assert b"work_mem" not in sidecar.read_bytes()
+    clear = subprocess.run(
+        ["age", "-d", "-i", str(key), str(sidecar)], check=True, capture_output=True
+    ).stdout
+    assert json.loads(clear)["connection_limit"] == 42  # the standard age CLI opens it
+    copy = f"{env.dbname}_enc"
+    r = env.run(
+        "restore", name, "--yes", "--target-db", copy, RFBACKUP_ENCRYPTION__IDENTITY_FILE=str(key)
+    )
+    assert r.returncode == 0, r.stderr
+    assert props(env, copy) == expected

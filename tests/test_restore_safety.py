@@ -226,6 +226,11 @@ def test_backup_of_another_database_needs_force_target(env: Env) -> None:
     assert r.returncode == 0, r.stderr
     assert table_checksums(env.pg.dsn(other)) == table_checksums(env.pg.dsn(env.dbname))
 
+    fresh = f"{env.dbname}_fresh"  # a database that does not exist yet replaces nothing
+    r = env.run("restore", name, "--yes", PGDATABASE=fresh)
+    assert r.returncode == 0, r.stderr
+    assert table_checksums(env.pg.dsn(fresh)) == table_checksums(env.pg.dsn(env.dbname))
+
 
 def test_the_question_says_what_will_happen(env: Env) -> None:
     name = backup(env)

@@ -251,10 +251,10 @@ def restore_postgres(
         backup_taken=loc.entry.created_at.replace(tzinfo=loc.entry.created_at.tzinfo or UTC),
         needed_bytes=int(m.database.get("size_bytes") or 0) if m else 0,
     )
-    plan.check_target(force_target)
     admin = pg.admin_connection(base)
     try:
         restore_plan.gather(plan, admin, base.host)
+        plan.check_target(force_target)
         if target_db is not None and plan.exists:
             raise RestoreError(f"database {live!r} already exists; --target-db needs a new name")
         for warning in plan.warnings:

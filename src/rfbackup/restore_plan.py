@@ -39,8 +39,9 @@ class RestorePlan:
     warnings: list[str] = field(default_factory=list)
 
     def check_target(self, force_target: bool) -> None:
-        """A backup of another database replaces this one only with --force-target."""
-        if not self.replace or self.source_db is None or self.source_db == self.database:
+        """A backup of another database replaces this one only with --force-target (a
+        database that does not exist yet is not replaced: restoring under a new name is fine)."""
+        if not (self.replace and self.exists) or self.source_db in (None, self.database):
             return
         if force_target:
             self.warnings.append(

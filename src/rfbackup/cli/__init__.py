@@ -175,6 +175,7 @@ def restore(
             f"restored {result['backup']} into {result['database']} "
             f"({result['tables']} tables, {result['rows']} rows, "
             + ("row counts verified)" if result["verified"] else "UNVERIFIED: no manifest)")
+            + ("; database properties restored" if result["db_properties"] else "")
             + (f"; previous database kept as {kept}" if kept else "")
         )
 

@@ -38,7 +38,7 @@ class DumpShape:
             if len(self._head) >= len(self._header) or not data:
                 self._check_head()
         if data:
-            self._tail = (self._tail + data)[-TAIL:]
+            self._tail = (self._tail + data[-TAIL:])[-TAIL:]  # never copies a whole chunk
         else:
             self._check_end()
         return data
