@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from conftest import Env, rewrite_dump, table_checksums
+
+from rfbackup.sandbox.postgres import PG_BIN
 
 EXTRAS = """
 CREATE SEQUENCE counter;
@@ -177,3 +180,27 @@ def test_a_sequence_used_during_the_dump_is_checked_against_its_range() -> None:
     assert compare(expected, restored(15)) == []
     assert compare(expected, restored(16)) != []
     assert compare(expected, restored(9)) != []
+
+
+def test_a_sequence_used_while_pg_dump_runs_restores(extras: Env, tmp_path: Path) -> None:
+    """The sequence moves between the first reading, pg_dump's, and the last one."""
+    env = extras
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    bump = f'"{PG_BIN}/psql" -X -q -c "SELECT nextval(\'counter\') FROM generate_series(1, 5)"'
+    (bindir / "pg_dump").write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = --version ] && exec "{PG_BIN}/pg_dump" --version\n'
+        f'{bump} >/dev/null\n"{PG_BIN}/pg_dump" "$@" || exit $?\n{bump} >/dev/null\n'
+    )
+    (bindir / "pg_dump").chmod(0o755)
+    for tool in ("pg_dumpall", "psql", "pg_restore"):
+        (bindir / tool).symlink_to(PG_BIN / tool)
+    r = env.run("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
+    assert r.returncode == 0, r.stderr
+    name = r.stdout.strip()
+    seq = json.loads((env.backups / f"{name}.manifest.json").read_text())["checks"]["sequences"]
+    assert seq["public.counter"] == {"last_value": 3, "is_called": True, "moved_to": [13, True]}
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 0, r.stderr
+    assert env.sql("SELECT last_value FROM counter") == "8"  # what pg_dump saw

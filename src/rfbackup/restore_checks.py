@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from rfbackup.config import PostgresTarget
-from rfbackup.errors import RestoreError
+from rfbackup.errors import RestoreError, RfBackupError
 from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres import verify_counts
@@ -53,7 +55,12 @@ def refuse_empty_over_data(
     """An empty restore result may replace an empty database, never one that holds data."""
     if any(counts.values()) or pg.large_object_count(base, work):
         return
-    if pg.holds_data(base, live):
+    try:
+        holds = pg.holds_data(base, live)
+    except (psycopg.Error, RfBackupError) as exc:  # cannot tell: assume it does
+        log.warning("cannot tell whether %s holds data (%s)", live, exc)
+        holds = True
+    if holds:
         raise RestoreError(
             f"the backup restored an empty database, and {live!r} holds data; "
             "re-run with --allow-empty to replace it anyway"

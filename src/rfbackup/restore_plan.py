@@ -69,9 +69,10 @@ class RestorePlan:
                 parts.append(
                     f"{self.sessions} open session(s) on {self.database!r} will be terminated."
                 )
+                size = human_bytes(self.live_bytes) if self.live_bytes else "its"
                 parts.append(
                     f"The current database will be kept under a dated name; it holds "
-                    f"{human_bytes(self.live_bytes)} of disk until it is dropped."
+                    f"{size} of disk until it is dropped."
                 )
             else:
                 parts.append(f"Database {self.database!r} does not exist yet.")
@@ -96,15 +97,20 @@ def gather(plan: RestorePlan, admin: psycopg.Connection[Any], host: str | None) 
     the free space beside the data directory when the server runs on this machine."""
     with admin.cursor() as cur:
         cur.execute(
-            "SELECT pg_database_size(d.oid), (SELECT count(*) FROM pg_stat_activity a"
+            "SELECT (SELECT count(*) FROM pg_stat_activity a"
             " WHERE a.datname = d.datname AND a.pid <> pg_backend_pid())"
             " FROM pg_database d WHERE d.datname = %s",
             (plan.database,),
         )
         row = cur.fetchone()
         if row is not None:
-            plan.exists = True
-            plan.live_bytes, plan.sessions = int(row[0]), int(row[1])
+            plan.exists, plan.sessions = True, int(row[0])
+            try:  # needs CONNECT on it (or pg_read_all_stats)
+                cur.execute("SELECT pg_database_size(%s)", (plan.database,))
+                got_size = cur.fetchone()
+                plan.live_bytes = int(got_size[0]) if got_size else 0
+            except psycopg.Error:
+                plan.warnings.append(f"the size of {plan.database!r} could not be read")
         data_dir = None
         if host is None or host.startswith("/") or host in LOCAL_HOSTS:
             try:

@@ -184,7 +184,11 @@ def apply(conn: psycopg.Connection[Any], dbname: str, props: dict[str, Any]) -> 
             f"cannot give the restored database its recorded properties: "
             f"{exc.diag.message_primary or exc} (--no-db-properties skips them)"
         ) from None
-    problems = compare(props, read(conn, dbname))
+    try:
+        actual = read(conn, dbname)
+    except psycopg.Error as exc:
+        raise RestoreError(f"cannot read back the restored database's properties: {exc}") from None
+    problems = compare(props, actual)
     if problems:
         raise RestoreError(
             f"the restored database's properties differ from the backup's: {'; '.join(problems)}"

@@ -61,6 +61,14 @@ def count_rows(cur: psycopg.Cursor[Any], tables: list[str], only: bool = True) -
     return counts
 
 
+def _read_sequences(cur: psycopg.Cursor[Any], when: str) -> dict[str, list[Any]]:
+    try:
+        return verify_counts.sequences(cur)
+    except psycopg.Error as exc:
+        reason = (exc.diag.message_primary or str(exc)).strip()
+        raise SourceError(f"reading sequence values {when} failed: {reason}") from None
+
+
 @dataclass
 class DumpInfo:
     database: dict[str, Any] = field(default_factory=dict)
@@ -116,7 +124,7 @@ class PostgresDump:
             )
             name, version, version_num, encoding, collate, ctype, size = cur.fetchone()  # type: ignore[misc]
             tables = list_tables(cur)
-            self._sequences_before = verify_counts.sequences(cur)
+            self._sequences_before = _read_sequences(cur, "before the dump")
         self.info.database = {
             "name": name,
             "host": self.target.host,
@@ -181,7 +189,7 @@ class PostgresDump:
             raise SourceError("; ".join(problems))
         assert self._conn is not None
         with self._conn.cursor() as cur:
-            after = verify_counts.sequences(cur)
+            after = _read_sequences(cur, "after the dump")
         self.info.checks["sequences"] = verify_counts.bracket(self._sequences_before, after)
         self._conn.commit()
         return self.info
