@@ -310,3 +310,16 @@ def test_an_extra_table_in_the_restored_database_is_refused(env: Env) -> None:
     assert r.returncode == 9, r.stderr
     assert "public.extra_t not in the backup" in r.stderr
     assert_refused_untouched(env, r, before)
+
+
+def test_too_little_free_space_is_warned_about_before_the_question(env: Env) -> None:
+    name = backup(env)
+    path = env.backups / f"{name}.manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["database"]["size_bytes"] = 10**16  # 8.9 PiB: more than any disk here
+    path.write_text(json.dumps(manifest))
+    before = snapshot(env)
+    r = env.run("restore", name)
+    assert r.returncode == 10
+    assert "WARNING: only" in r.stderr and "free where the server keeps its data" in r.stderr
+    assert_refused_untouched(env, r, before)
