@@ -139,6 +139,38 @@ def test_custom_file_without_its_header_is_refused(env: Env) -> None:
     assert_refused_untouched(env, r, before)
 
 
+def test_custom_file_with_a_cut_table_of_contents_is_refused_before_any_database(
+    env: Env,
+) -> None:
+    custom = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--no-password", "--format=custom", "--compress=0"],
+        env={**os.environ, **env.pg.env(env.dbname)},
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert custom.startswith(b"PGDMP")
+    legacy_file(env, "backup_20250101_000000.dump.gz", gzip.compress(custom[:300]))
+    before = snapshot(env)
+    r = env.run("restore", "backup_20250101_000000.dump.gz", "--yes", "--allow-unverified")
+    assert r.returncode == 6, r.stderr
+    assert "table of contents" in r.stderr
+    never_created_a_database(r)
+    assert_refused_untouched(env, r, before)
+
+    legacy_file(env, "backup_20250102_000000.dump.gz", gzip.compress(custom))  # the whole dump
+    copy = f"{env.dbname}_custom_copy"
+    r = env.run(
+        "restore",
+        "backup_20250102_000000.dump.gz",
+        "--yes",
+        "--allow-unverified",
+        "--target-db",
+        copy,
+    )
+    assert r.returncode == 0, r.stderr
+    assert table_checksums(env.pg.dsn(copy)) == before[1]
+
+
 def test_a_verified_backup_without_its_footer_is_refused_before_the_swap(env: Env) -> None:
     name = backup(env)
     rewrite_dump(env, name, lambda sql: sql[: sql.index(b"-- PostgreSQL database dump complete")])

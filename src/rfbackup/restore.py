@@ -42,7 +42,7 @@ from rfbackup.restore_plan import RestorePlan
 from rfbackup.restore_sidecars import roles_key, sidecar_key
 from rfbackup.sources.postgres import dbprops
 from rfbackup.sources.postgres import restore as pg
-from rfbackup.sources.postgres.dumpfile import DumpShape
+from rfbackup.sources.postgres.dumpfile import DumpShape, read_through
 from rfbackup.storage import Repository, read_bytes
 from rfbackup.storage.local import LocalRepository, storage_error
 
@@ -144,7 +144,9 @@ class _Guarded:
             raise decompression_error(exc, self.where) from None
 
 
-def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -> None:
+def verify_stored(
+    loc: Located, allow_unverified: bool, identities: list[Any], bin_dir: Path | None = None
+) -> None:
     """Refuse anything that is not provably the bytes we wrote, before any database is touched.
 
     For an encrypted backup, also prove the identity opens it."""
@@ -159,7 +161,7 @@ def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -
                 f"{where} has no manifest, so it cannot be verified; "
                 "re-run with --allow-unverified to restore it anyway"
             )
-        _test_decompress(loc, identities)
+        _test_decompress(loc, identities, bin_dir)
         return
     m = entry.manifest
     with loc.repo.open(loc.key) as fh, Reporter("verifying sha256", m.data.stored_bytes) as p:
@@ -203,12 +205,12 @@ def _dump_format(loc: Located) -> str:
     return parsed.dump_format if parsed else "plain"
 
 
-def _test_decompress(loc: Located, identities: list[Any]) -> None:
-    """For files without a manifest: the whole stream must decompress (like ``gzip -t``)."""
+def _test_decompress(loc: Located, identities: list[Any], bin_dir: Path | None) -> None:
+    """For files without a manifest: the whole stream must decompress (like ``gzip -t``)
+    and be a whole pg_dump (dumpfile.read_through)."""
     where = loc.repo.describe(loc.key)
     with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
-        for _ in read_chunks(DumpShape(stream, _dump_format(loc), where)):
-            pass
+        read_through(stream, _dump_format(loc), where, bin_dir)
 
 
 def _identifier(base: str, suffix: str) -> str:
@@ -233,9 +235,9 @@ def restore_postgres(
     t0 = time.monotonic()
     loc = locate(settings, name, repo_url)
     identities = identities_for(settings, loc)
-    verify_stored(loc, allow_unverified, identities)
-    m = loc.manifest
     base = settings.postgres_target()
+    verify_stored(loc, allow_unverified, identities, base.bin_dir)
+    m = loc.manifest
     live = target_db or base.dbname or (m.database.get("name") if m else None)
     if not live:
         raise ConfigError("no target database: set PGDATABASE, DATABASE_URL or --target-db")

@@ -8,8 +8,13 @@ table of contents. An empty file, or a dump cut short (the usual output of a fai
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+from pathlib import Path
+
 from rfbackup.errors import IntegrityError
-from rfbackup.pipeline import Readable
+from rfbackup.pipeline import Readable, read_chunks
+from rfbackup.sources.postgres import tools
 
 PLAIN_HEADER = b"--\n-- PostgreSQL database dump\n--\n"
 PLAIN_FOOTER = b"\n-- PostgreSQL database dump complete\n--\n"
@@ -59,3 +64,41 @@ class DumpShape:
                 f"{self.where} ends without pg_dump's '-- PostgreSQL database dump complete' "
                 "footer: the dump is incomplete"
             )
+
+
+def read_through(stream: Readable, dump_format: str, where: str, bin_dir: Path | None) -> None:
+    """Read a whole dump that has no manifest, as a test before any database is touched: it
+    must decompress, have pg_dump's shape, and (custom format) a table of contents that
+    ``pg_restore --list`` can read."""
+    shaped = DumpShape(stream, dump_format, where)
+    if dump_format != "custom":
+        for _ in read_chunks(shaped):
+            pass
+        return
+    proc = subprocess.Popen(
+        [tools.find("pg_restore", bin_dir), "--list"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    stderr = tools.StderrTail(proc.stderr)
+    feeding = True
+    try:
+        for chunk in read_chunks(shaped):
+            if feeding:
+                try:
+                    proc.stdin.write(chunk)
+                except BrokenPipeError:  # it has read the table of contents and left
+                    feeding = False
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    except BaseException:
+        tools.stop(proc)
+        raise
+    if proc.wait() != 0:
+        last = stderr.last
+        raise IntegrityError(
+            f"{where} has no readable table of contents "
+            f"(pg_restore --list: {stderr.first_error or last})"
+        )

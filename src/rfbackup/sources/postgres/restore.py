@@ -131,11 +131,9 @@ def load_custom(
             check=False,
         )
         if proc.returncode != 0:
-            lines = proc.stderr.decode("utf-8", "replace").splitlines()
-            raise RestoreError(
-                f"pg_restore failed (exit {proc.returncode}): "
-                f"{tools.first_error(lines) or 'no error output'}"
-            )
+            lines = [ln for ln in proc.stderr.decode("utf-8", "replace").splitlines() if ln]
+            detail = tools.first_error(lines) or (lines[-1] if lines else "no error output")
+            raise RestoreError(f"pg_restore failed (exit {proc.returncode}): {detail}")
         return
     assert stream is not None
     _feed([*args, "--single-transaction"], target.with_dbname(dbname), stream, progress)
