@@ -287,8 +287,8 @@ def restore_postgres(
             if props is not None:
                 dbprops.apply(admin, work, props)
                 log.info("database properties (owner, ACL, settings, comment) applied")
-            elif m is not None:
-                log.warning("database properties of the backup were not applied")
+            elif not db_properties:
+                log.warning("--no-db-properties: the backup's owner, ACL and settings not applied")
             kept = None
             if target_db is None:
                 kept = _identifier(live, f"_pre_restore_{stamp}") if plan.exists else None
