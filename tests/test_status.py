@@ -82,7 +82,7 @@ def test_replica_missing_objects_counted_by_listing(small_env: Env, tmp_path: Pa
     code, doc, _ = status(small_env, **extra)
     assert code == 0 and component(doc, "postgres")["replica"] == "in sync"
     copies = sorted(p for p in replica.iterdir() if p.is_file() and not p.name.endswith(".lock"))
-    assert len(copies) == 3  # data, roles, manifest
+    assert len(copies) == 4  # data, roles, database properties, manifest
     copies[0].unlink()
     _, doc, _ = status(small_env, **extra)
     assert component(doc, "postgres")["replica"] == "1 object(s) missing"
