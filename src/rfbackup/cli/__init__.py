@@ -26,6 +26,7 @@ from rfbackup.cli.common import (
     reported,
     settings,
 )
+from rfbackup.config import MAX_DAYS
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
 
 app = typer.Typer(
@@ -161,6 +162,7 @@ def prune(
         typer.Option(
             "--keep-days",
             min=0,
+            max=MAX_DAYS,
             help="Delete backups older than this [default: 30 for postgres]",
             show_default=False,
         ),
@@ -221,7 +223,8 @@ def prune(
 @app.command("prune-databases")
 def prune_databases(
     keep_days: Annotated[
-        int, typer.Option("--keep-days", min=0, help="Drop leftovers older than this.")
+        int,
+        typer.Option("--keep-days", min=0, max=MAX_DAYS, help="Drop leftovers older than this."),
     ] = 7,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be dropped; drop nothing.")

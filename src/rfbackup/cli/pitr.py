@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
+from rfbackup.config import MAX_DAYS
 from rfbackup.errors import ConfigError, IntegrityError
 
 app = typer.Typer(
@@ -201,7 +202,9 @@ def list_base(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOptio
 def prune(
     keep_days: Annotated[
         int | None,
-        typer.Option("--keep-days", min=0, help="Keep base backups this long [default: 14]."),
+        typer.Option(
+            "--keep-days", min=0, max=MAX_DAYS, help="Keep base backups this long [default: 14]."
+        ),
     ] = None,
     keep_min: Annotated[
         int | None,
