@@ -37,7 +37,7 @@ def test_round_trip_through_s3(env: Env, s3: ThrowawayS3, sse: str | None) -> No
     keys = sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"])
     stem = name[: -len(".sql.gz")]
     assert keys == sorted(
-        f"researchflow/{k}" for k in (name, f"{name}.manifest.json", f"{stem}.roles.sql.gz")
+        f"researchflow/{k}" for k in (name, f"{name}.manifest.json", f"{stem}.roles.gz")
     )
     head = s3.client().head_object(Bucket=bucket, Key=f"researchflow/{name}")
     assert head.get("ServerSideEncryption") == sse

@@ -25,7 +25,14 @@ from typing import IO, Any
 from rfbackup import catalog
 from rfbackup.backup import repository_lock
 from rfbackup.config import PostgresTarget, Settings
-from rfbackup.errors import Aborted, ConfigError, IntegrityError, NotFound, RestoreError
+from rfbackup.errors import (
+    Aborted,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    RestoreError,
+    StorageError,
+)
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest
 from rfbackup.naming import AGE_SUFFIX, BackupName
@@ -126,6 +133,8 @@ def verify_stored(loc: Located, allow_unverified: bool, identities: list[Any]) -
     entry, where = loc.entry, loc.repo.describe(loc.key)
     if entry.status in ("in-progress", "abandoned"):
         raise IntegrityError(f"{where} is an unfinished write, not a backup")
+    if entry.status == "unreadable":  # not a manifest-less backup: never downgrade to that
+        raise StorageError(f"{where}: {entry.problem}")
     if entry.status in ("missing-data", "bad-manifest", "damaged"):
         raise IntegrityError(f"{where}: {entry.problem}")
     if entry.manifest is None:

@@ -11,7 +11,7 @@ import typer
 
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
 from rfbackup.config import MAX_DAYS
-from rfbackup.errors import ConfigError, IntegrityError
+from rfbackup.errors import ConfigError, IntegrityError, StorageError
 
 app = typer.Typer(
     help="Point-in-time recovery from a base backup and the WAL archive.",
@@ -232,6 +232,7 @@ def prune(
             apply(archive, result)
     if as_json:
         print_json({"dry_run": dry_run, **result.to_dict()})
+        _check_doubts(result.unreadable)
         return
     verb = "would delete" if dry_run else "deleted"
     for d in result.backups:
@@ -240,6 +241,15 @@ def prune(
         f"WAL: {len(result.wal_delete)} file(s) {verb}, {result.wal_keep} kept"
         + (f" (from {result.wal_from})" if result.wal_from else " (no base backup to anchor)"),
     )
+    _check_doubts(result.unreadable)
+
+
+def _check_doubts(unreadable: list[str]) -> None:
+    if unreadable:
+        raise StorageError(
+            f"{len(unreadable)} base backup manifest(s) could not be read: "
+            f"{', '.join(unreadable)}; they and all WAL were kept (never deleted on doubt)"
+        )
 
 
 def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
