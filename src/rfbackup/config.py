@@ -306,10 +306,15 @@ class PostgresTarget:
         return replace(self, dbname=dbname)
 
     @property
-    def display(self) -> str:
+    def server(self) -> str:
+        """The server for messages: ``db.example:5432``, ``/run/postgresql:5432`` (a socket
+        directory) or ``local socket`` (libpq's default)."""
         host = self.host or "local socket"
-        port = f":{self.port}" if self.port else ""
-        return f"{host}{port}/{self.dbname or '(default database)'}"
+        return f"{host}:{self.port}" if self.port else host
+
+    @property
+    def display(self) -> str:
+        return f"{self.server}/{self.dbname or '(default database)'}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect``."""

@@ -230,7 +230,7 @@ def restore_postgres(
     live = target_db or base.dbname or (m.database.get("name") if m else None)
     if not live:
         raise ConfigError("no target database: set PGDATABASE, DATABASE_URL or --target-db")
-    plan = RestorePlan(loc.key, base.display.split("/")[0], live, replace=target_db is None)
+    plan = RestorePlan(loc.key, base.server, live, replace=target_db is None)
     if not confirm(plan.question()):
         raise Aborted("restore cancelled; nothing was changed")
     stamp = datetime.now(UTC).strftime(STAMP)
@@ -271,7 +271,8 @@ def restore_postgres(
         admin.close()
     result = {
         "backup": loc.key,
-        "host": plan.host,
+        "host": base.host,  # a host name, a socket directory, or None: libpq's default
+        "port": base.port,
         "database": live,
         "previous_kept_as": kept,
         "tables": len(counts),
