@@ -160,6 +160,12 @@ def test_503_on_the_newest_manifest_keeps_the_newest_good_backup(
     )
     assert not any(stamp_of(oldest) in k for k in left)
 
+    # An unreadable manifest is not a backup without one: never restored "unverified".
+    copy = f"{env.dbname}_unverified"
+    r = env.run("restore", newest, "--yes", "--allow-unverified", "--target-db", copy, **extra)
+    assert r.returncode == 8, r.stderr
+    assert copy not in env.databases()
+
     # With the fault gone, the kept newest backup restores to the same data.
     proxy.clear()
     copy = f"{env.dbname}_kept"
@@ -184,6 +190,19 @@ def test_local_manifest_that_cannot_be_read_is_kept(env: Env) -> None:
     assert newest in after and manifest.is_dir()
     assert not any(stamp_of(oldest) in f for f in after)  # the readable, old one went
     assert sorted(set(before) - set(after)) == sorted(f for f in before if stamp_of(oldest) in f)
+
+
+def test_a_file_that_cannot_be_examined_stops_prune_before_any_deletion(env: Env) -> None:
+    r = env.run("backup", "postgres")
+    assert r.returncode == 0, r.stderr
+    local_aged_copies(env.backups, r.stdout.strip(), [40, 41])
+    loop = env.backups / "backup_20200101_000000.sql.gz"
+    loop.symlink_to(loop.name)  # stat() fails with ELOOP
+    before = env.data_files()
+    r = env.run("prune", "--keep-days", "30", "--keep-min", "0", "--include-unmanaged")
+    assert r.returncode == 8, r.stderr
+    assert "Traceback" not in r.stderr and loop.name in r.stderr
+    assert env.data_files() == before
 
 
 def test_invalid_manifest_is_kept_unless_delete_damaged(env: Env) -> None:
