@@ -155,3 +155,20 @@ def test_recipients_file_comments_with_spaces(env: Env, tmp_path: Path) -> None:
     )
     assert out.stdout[:2] == b"\x1f\x8b"
     assert os.path.getsize(data) > 0
+
+
+def test_the_documented_example_file_is_accepted(tmp_path: Path) -> None:
+    guide = Path(__file__).parent.parent / "docs" / "postgres-backups.md"
+    example = guide.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    assert "[postgres]" in example and "pghost" in example
+    (tmp_path / "rfbackup.toml").write_text(example)
+    r = run(
+        tmp_path,
+        "list",
+        "--json",
+        "--repo",
+        str(tmp_path / "repo"),
+        RFBACKUP_LOG_FILE=str(tmp_path / "log"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
