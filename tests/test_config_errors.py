@@ -10,6 +10,9 @@ import pytest
 from conftest import RFBACKUP, Env, base_env
 from test_s3_backups import keypair
 
+from rfbackup.errors import ConfigError
+from rfbackup.storage import check_url
+
 
 def run(cwd: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -48,10 +51,24 @@ BAD_URLS = [
     "s3://ab",
     "s3://Bad_Bucket/x",
     "file:relative",
+    "file://relative/path",
+    "",
 ]
+GOOD_URLS = ["backups", "./s3:x", "old/back:ups", "/srv/a:b", "file:///srv/b", "s3://abc/x/y"]
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
+def test_check_url_refuses(url: str) -> None:
+    with pytest.raises(ConfigError, match="URL"):
+        check_url(url)
+
+
+@pytest.mark.parametrize("url", GOOD_URLS)
+def test_check_url_accepts(url: str) -> None:
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["s3:/bucket/x", "s3//bucket", "S3://bucket/x"])
 def test_bad_repository_url_on_the_command_line(tmp_path: Path, url: str) -> None:
     (tmp_path / "logs").mkdir()
     before = tree(tmp_path)
@@ -60,21 +77,19 @@ def test_bad_repository_url_on_the_command_line(tmp_path: Path, url: str) -> Non
     assert tree(tmp_path) == before  # no folder named "s3:" or "s3" was made
 
 
-@pytest.mark.parametrize("url", ["s3:/bucket/x", "s3//bucket", "S3://bucket"])
-def test_bad_repository_url_in_the_environment(tmp_path: Path, url: str) -> None:
+def test_bad_repository_url_in_the_environment(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     before = tree(tmp_path)
-    one_error_line(run(tmp_path, "list", RFBACKUP_REPOSITORY=url), 3, "repository")
-    one_error_line(run(tmp_path, "prune", RFBACKUP_REPLICA__URL=url), 3, "replica")
+    one_error_line(run(tmp_path, "list", RFBACKUP_REPOSITORY="s3:/bucket/x"), 3, "repository")
+    one_error_line(run(tmp_path, "prune", RFBACKUP_REPLICA__URL="s3//bucket"), 3, "replica")
     assert tree(tmp_path) == before
 
 
-@pytest.mark.parametrize("url", ["backups", "./s3:x", "old/back:ups", "file://{tmp}/repo"])
-def test_plain_paths_still_work(tmp_path: Path, url: str) -> None:
-    url = url.format(tmp=tmp_path)
-    r = run(tmp_path, "list", "--json", "--repo", url)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]"
+def test_plain_paths_still_work(tmp_path: Path) -> None:
+    for url in ("./s3:x", f"file://{tmp_path}/repo"):
+        r = run(tmp_path, "list", "--json", "--repo", url)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(
