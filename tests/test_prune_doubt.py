@@ -165,6 +165,8 @@ def test_503_on_the_newest_manifest_keeps_the_newest_good_backup(
     r = env.run("restore", newest, "--yes", "--allow-unverified", "--target-db", copy, **extra)
     assert r.returncode == 8, r.stderr
     assert copy not in env.databases()
+    got = env.run("get", newest, str(env.cwd / "copy"), **extra)
+    assert got.returncode == 8, got.stderr
 
     # With the fault gone, the kept newest backup restores to the same data.
     proxy.clear()
