@@ -6,6 +6,7 @@ is left is checked with boto3 (or a directory walk), never with rfbackup's own l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import RFBACKUP, Env, base_env, new_bucket, table_checksums
 
+from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.sandbox.faultproxy import FaultProxy
 from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
@@ -253,3 +255,71 @@ def test_pitr_prune_with_an_unreadable_base_manifest(tmp_path: Path) -> None:
     errors = [line for line in r.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "base/20260101_000000.tar.zst" in errors[0], r.stderr
     assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == before
+
+
+def test_pitr_prune_keeps_all_wal_while_a_base_backup_is_unreadable(tmp_path: Path) -> None:
+    """The unreadable base backup may need WAL from before the good one: none is deleted."""
+    repo = tmp_path / "repo"
+    (repo / "base").mkdir(parents=True)
+    data = b"base backup bytes"
+    older, newer = "base/20260101_000000.tar.zst", "base/20260102_000000.tar.zst"
+    (repo / older).write_bytes(data)
+    (repo / f"{older}.manifest.json").mkdir()  # EISDIR on read
+    (repo / newer).write_bytes(data)
+    good = Manifest(
+        name=newer,
+        component="postgres-base",
+        environment="development",
+        tool_version="test",
+        started_at="2026-01-02T00:00:00+00:00",
+        finished_at="2026-01-02T00:01:00+00:00",
+        duration_seconds=60.0,
+        compression="zstd",
+        compression_level=3,
+        data=StoredFile(newer, hashlib.sha256(data).hexdigest(), len(data), len(data)),
+        physical={
+            "system_identifier": "7000000000000000001",
+            "timeline": 1,
+            "wal_segment_size": 16 * 1024 * 1024,
+            "wal_start": "000000010000000000000003",
+            "wal_stop": "000000010000000000000003",
+        },
+    )
+    (repo / f"{newer}.manifest.json").write_bytes(good.to_json())
+    wal = repo / "wal" / "0000000100000000"
+    wal.mkdir(parents=True)
+    for n in range(1, 6):
+        (wal / f"00000001000000000000000{n}-{'0' * 64}.zst").write_bytes(b"wal")
+    before = sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+
+    args = ["pitr", "prune", "--repo", str(repo), "--keep-days", "0", "--keep-min", "1"]
+    r = subprocess.run(
+        [*RFBACKUP, *args, "--json"],
+        cwd=tmp_path,
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 8, r.stderr
+    assert older in r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["wal_deleted"] == [] and doc["wal_kept"] == 5
+    assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == before
+
+    # Once it can be read again (here: it is gone), WAL before the good backup goes.
+    (repo / f"{older}.manifest.json").rmdir()
+    (repo / older).unlink()
+    r = subprocess.run(
+        [*RFBACKUP, *args, "--json"],
+        cwd=tmp_path,
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["wal_deleted"]) == 2
+    assert sorted(p.name[:24] for p in wal.iterdir()) == [
+        f"00000001000000000000000{n}" for n in (3, 4, 5)
+    ]
