@@ -187,3 +187,8 @@ def test_the_documented_example_file_is_accepted(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_unknown_key_inside_a_json_section_variable(tmp_path: Path) -> None:
+    r = run(tmp_path, "list", RFBACKUP_POSTGRES='{"keep_mn": 5}')
+    one_error_line(r, 3, "keep_mn")

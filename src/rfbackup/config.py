@@ -16,7 +16,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -49,6 +57,8 @@ class Environment(StrEnum):
 class PostgresPolicy(BaseModel):
     """How PostgreSQL backups are made and kept."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
     compression: Compression = "gzip"
     gzip_level: int = Field(default=4, ge=1, le=12)  # libdeflate: 4 is ~3% larger than gzip -6
     zstd_level: int = Field(default=3, ge=1, le=19)
@@ -60,6 +70,8 @@ class PostgresPolicy(BaseModel):
 
 class PitrPolicy(BaseModel):
     """Physical base backups and the WAL archive (point-in-time recovery)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
     zstd_level: int = Field(default=3, ge=1, le=19)  # base backups, like pgBackRest
     wal_zstd_level: int = Field(default=1, ge=1, le=19)  # WAL: half the CPU of level 3
@@ -77,6 +89,8 @@ class PitrPolicy(BaseModel):
 
 class S3Options(BaseModel):
     """How to reach an S3 repository. Unset values fall back to the standard AWS chain."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -120,6 +134,8 @@ class ReplicaOptions(S3Options):
 
 class EncryptionOptions(BaseModel):
     """Client-side age encryption. Backups need only public keys; restores the identity file."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
     recipients: Annotated[list[str], NoDecode] = []  # age1... (comma or space separated)
     recipients_file: Path | None = None  # one age1... per line, like `age -R`
