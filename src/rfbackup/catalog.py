@@ -162,7 +162,7 @@ def _from_manifest(
     env = parsed.env.value if parsed and parsed.env else None
     try:
         raw = read_bytes(repo, manifest_key)
-    except (RfBackupError, OSError) as exc:
+    except Exception as exc:  # any failed read is a doubt, never a verdict
         # The read failed: that says nothing about the backup. Never a reason to delete.
         problem = f"manifest could not be read: {exc}"
         return Entry(data_key, component, env, created, size or 0, UNREADABLE, problem=problem)

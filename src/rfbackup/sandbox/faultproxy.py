@@ -3,7 +3,8 @@
 Clients point their S3 endpoint at :attr:`FaultProxy.endpoint`. Requests pass through
 unchanged (the ``Host`` header too, so SigV4 signatures stay valid) unless a rule matches
 the method and the path (``/bucket/key``), in which case the proxy answers with an S3 error
-(``status=403``, ``503``...), resets the connection, or delays the request first. Rules can
+(``status=403``, ``503``...), resets the connection, cuts the answer short after ``truncate``
+bytes of its body (headers still announcing the full length), or delays the request first. Rules can
 be added and cleared while clients run; each counts its hits, so a test can prove that its
 fault really happened.
 
@@ -37,6 +38,7 @@ class Rule:
     status: int | None = None  # answer this HTTP status with an S3 error body
     reset: bool = False  # close the connection with a TCP reset, no answer
     delay: float = 0.0  # seconds to wait before acting (or forwarding)
+    truncate: int | None = None  # forward, but send only this many body bytes, then reset
     times: int | None = None  # stop matching after this many hits (None: forever)
     hits: int = 0
 
@@ -76,9 +78,10 @@ class FaultProxy:
         status: int | None = None,
         reset: bool = False,
         delay: float = 0.0,
+        truncate: int | None = None,
         times: int | None = None,
     ) -> Rule:
-        rule = Rule(method.upper(), re.compile(pattern), status, reset, delay, times)
+        rule = Rule(method.upper(), re.compile(pattern), status, reset, delay, truncate, times)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -128,17 +131,24 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(rule.delay)
         if rule is not None and rule.reset:
             self.owner.log.append((self.command, path, "reset"))
-            # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
+            self._reset()
             return
         if rule is not None and rule.status is not None:
             outcome = str(rule.status)
             self._error(rule.status)
+        elif rule is not None and rule.truncate is not None:
+            outcome = f"truncated to {rule.truncate} bytes"
+            self._forward(body, rule.truncate)
+            self._reset()
         else:
             self._forward(body)
         self.owner.log.append((self.command, path, outcome))
+
+    def _reset(self) -> None:
+        # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _any
 
@@ -172,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, body: bytes, truncate: int | None = None) -> None:
         conn = http.client.HTTPConnection(
             self.owner.upstream_host, self.owner.upstream_port, timeout=120
         )
@@ -194,6 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(data)
+                self.wfile.write(data if truncate is None else data[:truncate])
+                self.wfile.flush()
         finally:
             conn.close()
