@@ -15,13 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RFBACKUP, Env, base_env, new_bucket, table_checksums
+from conftest import RFBACKUP, Env, base_env, make_database, new_bucket, table_checksums
 
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.sandbox.faultproxy import FaultProxy
+from rfbackup.sandbox.postgres import ThrowawayPostgres
 from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
 STAMP = "%Y%m%d_%H%M%S"
+
+
+@pytest.fixture
+def env(pg: ThrowawayPostgres, tmp_path: Path) -> Env:
+    """conftest's env with a smaller database: these tests are about files, not volume."""
+    dbname = make_database(pg, size=200_000)
+    return Env(pg, tmp_path, dbname, {**base_env(tmp_path), **pg.env(dbname)})
 
 
 @pytest.fixture(scope="module")

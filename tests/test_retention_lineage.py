@@ -10,14 +10,23 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import Env, make_database, table_checksums
+import pytest
+from conftest import Env, base_env, make_database, table_checksums
 from test_prune_doubt import local_aged_copies, stamp_of
 
 from rfbackup.catalog import Entry
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.retention import Policy, plan
+from rfbackup.sandbox.postgres import ThrowawayPostgres
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def env(pg: ThrowawayPostgres, tmp_path: Path) -> Env:
+    """conftest's env with a smaller database: these tests are about files, not volume."""
+    dbname = make_database(pg, size=200_000)
+    return Env(pg, tmp_path, dbname, {**base_env(tmp_path), **pg.env(dbname)})
 
 
 def manifest(db: str, env: str = "development") -> Manifest:
