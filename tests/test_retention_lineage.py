@@ -11,13 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Env, base_env, make_database, table_checksums
+from conftest import Env, base_env, make_database, new_bucket, table_checksums
 from test_prune_doubt import local_aged_copies, stamp_of
+from test_s3_operations import replica_env
 
 from rfbackup.catalog import Entry
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.retention import Policy, plan
 from rfbackup.sandbox.postgres import ThrowawayPostgres
+from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -178,3 +180,33 @@ def test_json_reports_the_socket_directory_as_host(env: Env) -> None:
     doc = json.loads(r.stdout)
     assert doc["host"] == socket_dir
     assert doc["port"] == env.pg.port
+
+
+def test_replica_sync_copies_an_old_named_roles_sidecar(
+    env: Env, s3: ThrowawayS3, s3_replica: ThrowawayS3
+) -> None:
+    primary, dr = new_bucket(s3), new_bucket(s3_replica)
+    extra = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{primary}/rf"}
+    r = env.run("backup", "postgres", **extra)
+    assert r.returncode == 0, r.stderr
+    name = r.stdout.strip()
+    # Rename the sidecar in the bucket as a backup from before the rename would have it.
+    client = s3.client()
+    manifest_key = f"rf/{name}.manifest.json"
+    doc = json.loads(client.get_object(Bucket=primary, Key=manifest_key)["Body"].read())
+    new = doc["roles"]["key"]
+    old = new.removesuffix(".roles.gz") + ".roles.sql.gz"
+    client.copy_object(
+        Bucket=primary, Key=f"rf/{old}", CopySource={"Bucket": primary, "Key": f"rf/{new}"}
+    )
+    client.delete_object(Bucket=primary, Key=f"rf/{new}")
+    doc["roles"]["key"] = old
+    client.put_object(Bucket=primary, Key=manifest_key, Body=json.dumps(doc).encode())
+
+    extra.update(replica_env(s3_replica, dr))
+    r = env.run("replica", "sync", **extra)
+    assert r.returncode == 0, r.stderr
+    pages = s3_replica.client().get_paginator("list_objects_v2").paginate(Bucket=dr)
+    copied = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+    assert copied == sorted(f"dr/{k}" for k in (name, old, f"{name}.manifest.json"))
+    assert env.run("replica", "check", **extra).returncode == 0
