@@ -76,9 +76,8 @@ class PitrPolicy(BaseModel):
     zstd_level: int = Field(default=3, ge=1, le=19)  # base backups, like pgBackRest
     wal_zstd_level: int = Field(default=1, ge=1, le=19)  # WAL: half the CPU of level 3
     compression_threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1)
-    keep_days: int = Field(
-        default=14, ge=0, le=MAX_DAYS
-    )  # base backups; WAL follows the oldest kept
+    # Base backups; WAL follows the oldest kept.
+    keep_days: int = Field(default=14, ge=0, le=MAX_DAYS)
     keep_min: int = Field(default=2, ge=1)
     push_batch: int = Field(default=32, ge=1, le=256)  # ready segments one wal-push call sends
     push_threads: int = Field(default=4, ge=1, le=64)
