@@ -72,7 +72,7 @@ def test_runbook_names() -> None:
     dev = BackupName.new(Environment.development, "plain", "gzip", at)
     assert dev.key == "backup_20250120_143000.sql.gz"
     assert dev.manifest_key == "backup_20250120_143000.sql.gz.manifest.json"
-    assert dev.roles_key == "backup_20250120_143000.roles.sql.gz"
+    assert dev.roles_key == "backup_20250120_143000.roles.gz"
     prod = BackupName.new(Environment.production, "custom", "zstd", at)
     assert prod.key == "backup_prod_20250120_143000.dump.zst"
     assert BackupName.parse(prod.key) == prod

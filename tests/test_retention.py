@@ -51,7 +51,8 @@ def test_keep_days_and_keep_min(
 
 def test_damaged_backups_do_not_count_toward_keep_min() -> None:
     entries = [entry(40, "damaged"), entry(41, "missing-data"), entry(42), entry(43), entry(50)]
-    decisions = {d.entry.name: d for d in plan(entries, Policy(30, 2), NOW)}
+    policy = Policy(30, 2, delete_damaged=True)  # without it, damaged entries stay
+    decisions = {d.entry.name: d for d in plan(entries, policy, NOW)}
     assert [d.delete for d in decisions.values()] == [True, True, False, False, True]
     assert "damaged entry older than 30 days" in decisions[entries[0].name].reason
 
@@ -87,9 +88,10 @@ def _age(env: Env, name: str, days: int) -> str:
     stem_old, stem_new = name[: -len(".sql.gz")], new[: -len(".sql.gz")]
     manifest.update(name=new, started_at=when.isoformat())
     manifest["data"]["key"] = new
-    manifest["roles"]["key"] = f"{stem_new}.roles.sql.gz"
+    roles_old = manifest["roles"]["key"]
+    manifest["roles"]["key"] = roles_old.replace(stem_old, stem_new)
     (env.backups / name).rename(env.backups / new)
-    (env.backups / f"{stem_old}.roles.sql.gz").rename(env.backups / f"{stem_new}.roles.sql.gz")
+    (env.backups / roles_old).rename(env.backups / manifest["roles"]["key"])
     (env.backups / f"{name}.manifest.json").unlink()
     (env.backups / f"{new}.manifest.json").write_text(json.dumps(manifest))
     return new

@@ -41,7 +41,7 @@ def test_round_trip_through_s3(env: Env, s3: ThrowawayS3, sse: str | None) -> No
         for k in (
             name,
             f"{name}.manifest.json",
-            f"{stem}.roles.sql.gz",
+            f"{stem}.roles.gz",
             f"{stem}.dbprops.json",
         )
     )

@@ -5,7 +5,9 @@ Every data object is paired with its manifest. What is found gets a status:
 ``ok``            data and manifest present, sizes agree
 ``damaged``       the data's size differs from its manifest
 ``missing-data``  a manifest whose data object is gone
-``bad-manifest``  a manifest that cannot be read
+``unreadable``    reading the manifest failed (permission, I/O, S3 403/503...): its state is
+                  unknown, so it is never deleted
+``bad-manifest``  a manifest that was read and is invalid (not JSON, not our format)
 ``no-manifest``   a file we did not write (e.g. the old shell scripts' backups)
 ``in-progress``   a write still running (its lock is held)
 ``abandoned``     a partial write left by a crash; never a backup, removed by the next run
@@ -14,16 +16,19 @@ Every data object is paired with its manifest. What is found gets a status:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
-from rfbackup.errors import ConfigError, NotFound
+from rfbackup import lineage
+from rfbackup.errors import ConfigError, IntegrityError, NotFound, RfBackupError
 from rfbackup.locks import is_locked
 from rfbackup.manifest import Manifest
-from rfbackup.naming import MANIFEST_SUFFIX, BackupName, is_sidecar
+from rfbackup.naming import MANIFEST_SUFFIX, BackupName, is_sidecar, roles_candidates
 from rfbackup.storage import Repository, read_bytes
 
 OK = "ok"
+UNREADABLE = "unreadable"
+DAMAGED = ("damaged", "bad-manifest")  # read, and provably not a good backup
 
 
 @dataclass
@@ -45,19 +50,27 @@ class Entry:
     def good(self) -> bool:
         return self.status == OK
 
+    @property
+    def lineage(self) -> lineage.Lineage:
+        """Which backups this one replaces; without a manifest, its name's environment."""
+        if self.manifest is not None:
+            return lineage.of(self.manifest)
+        return (self.environment or "", self.component, "")
+
     def object_keys(self) -> list[str]:
-        """The backup's objects in copy order: data, roles, manifest LAST. Delete reversed."""
+        """The backup's objects in copy order: data, sidecars, manifest LAST. Delete reversed.
+
+        The sidecars are the ones the manifest names (old backups use the old
+        ``.roles.sql.gz`` name); without a manifest, every possible name is listed."""
         keys = [self.name]
-        if self.manifest is not None and self.manifest.roles.get("key"):
-            folder = self.name.rpartition("/")[0]
-            roles = str(self.manifest.roles["key"]).rpartition("/")[2]
-            keys.append(f"{folder}/{roles}" if folder else roles)
+        folder = self.name.rpartition("/")[0]
+        if self.manifest is not None:
+            for record in (self.manifest.roles, self.manifest.db_properties):
+                if record.get("key"):
+                    sidecar = str(record["key"]).rpartition("/")[2]
+                    keys.append(f"{folder}/{sidecar}" if folder else sidecar)
         elif (parsed := BackupName.parse(self.name)) is not None:
-            keys.append(parsed.roles_key)
-        if self.manifest is not None and self.manifest.db_properties.get("key"):
-            folder = self.name.rpartition("/")[0]
-            props = str(self.manifest.db_properties["key"]).rpartition("/")[2]
-            keys.append(f"{folder}/{props}" if folder else props)
+            keys += [*roles_candidates(parsed), parsed.dbprops_key]
         return [*keys, self.name + MANIFEST_SUFFIX]
 
     def to_dict(self) -> dict[str, object]:
@@ -106,14 +119,14 @@ def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> l
         if key.endswith(MANIFEST_SUFFIX):
             data_key = key[: -len(MANIFEST_SUFFIX)]
             if data_key not in committed:
-                entry = _from_manifest(repo, key, data_key, None)
+                entry = _from_manifest(repo, key, data_key, None, obj.modified)
                 entries.append(entry)
             continue
         if is_sidecar(key):
             continue
         manifest_key = key + MANIFEST_SUFFIX
-        if manifest_key in committed:
-            entries.append(_from_manifest(repo, manifest_key, key, obj.size))
+        if manifest_key in committed or _hidden_manifest(repo, manifest_key):
+            entries.append(_from_manifest(repo, manifest_key, key, obj.size, obj.modified))
         else:
             component = "postgres" if parsed else "unknown"
             entries.append(
@@ -131,16 +144,40 @@ def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> l
     return entries
 
 
-def _from_manifest(repo: Repository, manifest_key: str, data_key: str, size: int | None) -> Entry:
-    parsed = BackupName.parse(data_key)
-    created = parsed.stamp if parsed else datetime.min
+def _hidden_manifest(repo: Repository, manifest_key: str) -> bool:
+    """Is something there under the manifest's name that the listing did not show as an
+    object (a folder in its place, an S3 HEAD refused)? Then it is read, and fails as
+    ``unreadable``: a data file is never taken for a foreign file on doubt."""
     try:
-        m = Manifest.from_json(read_bytes(repo, manifest_key), repo.describe(manifest_key))
-    except Exception as exc:
-        return Entry(
-            data_key, "unknown", None, created, size or 0, "bad-manifest", problem=str(exc)
-        )
-    created = datetime.fromisoformat(m.started_at)
+        return repo.stat(manifest_key) is not None
+    except RfBackupError:
+        return True
+
+
+def _from_manifest(
+    repo: Repository, manifest_key: str, data_key: str, size: int | None, modified: datetime
+) -> Entry:
+    parsed = BackupName.parse(data_key)
+    created = parsed.stamp if parsed else modified
+    component = "postgres" if parsed else "unknown"
+    env = parsed.env.value if parsed and parsed.env else None
+    try:
+        raw = read_bytes(repo, manifest_key)
+    except Exception as exc:  # any failed read is a doubt, never a verdict
+        # The read failed: that says nothing about the backup. Never a reason to delete.
+        problem = f"manifest could not be read: {exc}"
+        return Entry(data_key, component, env, created, size or 0, UNREADABLE, problem=problem)
+    where = repo.describe(manifest_key)
+    try:
+        m = Manifest.from_json(raw, where)
+        created = datetime.fromisoformat(m.started_at)
+    except IntegrityError as exc:
+        return Entry(data_key, component, env, created, size or 0, "bad-manifest", problem=str(exc))
+    except (ValueError, TypeError):
+        problem = f"{where}: invalid started_at {m.started_at!r}"
+        return Entry(data_key, component, env, created, size or 0, "bad-manifest", problem=problem)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
     if size is None:
         return Entry(
             data_key,

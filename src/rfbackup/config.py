@@ -16,7 +16,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -32,6 +40,9 @@ from rfbackup.ops.options import (
     MetricsOptions,
     ScheduleOptions,
 )
+from rfbackup.storage import check_url
+
+MAX_DAYS = 36_500  # keep-days beyond a century are a typo (and overflow date arithmetic)
 
 Compression = Literal["gzip", "zstd"]
 DumpFormat = Literal["plain", "custom"]
@@ -46,11 +57,13 @@ class Environment(StrEnum):
 class PostgresPolicy(BaseModel):
     """How PostgreSQL backups are made and kept."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
     compression: Compression = "gzip"
     gzip_level: int = Field(default=4, ge=1, le=12)  # libdeflate: 4 is ~3% larger than gzip -6
     zstd_level: int = Field(default=3, ge=1, le=19)
     compression_threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1)
-    keep_days: int = Field(default=30, ge=0)
+    keep_days: int = Field(default=30, ge=0, le=MAX_DAYS)
     keep_min: int = Field(default=3, ge=0)
     restore_jobs: int = Field(default=2, ge=1, le=64)
 
@@ -58,10 +71,13 @@ class PostgresPolicy(BaseModel):
 class PitrPolicy(BaseModel):
     """Physical base backups and the WAL archive (point-in-time recovery)."""
 
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
     zstd_level: int = Field(default=3, ge=1, le=19)  # base backups, like pgBackRest
     wal_zstd_level: int = Field(default=1, ge=1, le=19)  # WAL: half the CPU of level 3
     compression_threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1)
-    keep_days: int = Field(default=14, ge=0)  # base backups; WAL follows the oldest kept
+    # Base backups; WAL follows the oldest kept.
+    keep_days: int = Field(default=14, ge=0, le=MAX_DAYS)
     keep_min: int = Field(default=2, ge=1)
     push_batch: int = Field(default=32, ge=1, le=256)  # ready segments one wal-push call sends
     push_threads: int = Field(default=4, ge=1, le=64)
@@ -72,6 +88,8 @@ class PitrPolicy(BaseModel):
 
 class S3Options(BaseModel):
     """How to reach an S3 repository. Unset values fall back to the standard AWS chain."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
     endpoint_url: str | None = None
     region: str | None = None
@@ -107,9 +125,16 @@ class ReplicaOptions(S3Options):
     url: str | None = None  # s3://bucket/prefix in the other region
     required: bool = True  # a failed replica copy fails the run
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value, "replica")
+
 
 class EncryptionOptions(BaseModel):
     """Client-side age encryption. Backups need only public keys; restores the identity file."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
     recipients: Annotated[list[str], NoDecode] = []  # age1... (comma or space separated)
     recipients_file: Path | None = None  # one age1... per line, like `age -R`
@@ -127,11 +152,13 @@ class EncryptionOptions(BaseModel):
         keys = list(self.recipients)
         if self.recipients_file is not None:
             try:
-                keys += self.recipients_file.read_text().split()
+                text = self.recipients_file.read_text()
             except OSError as exc:
                 raise ConfigError(
                     f"cannot read recipients file {self.recipients_file}: {exc.strerror}"
                 ) from None
+            # Like `age -R`: one recipient per line; blank lines and '#' comments ignored.
+            keys += [line.strip() for line in text.splitlines()]
         return [k for k in keys if k and not k.startswith("#")]
 
     def identities(self) -> list[Any]:
@@ -189,12 +216,16 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
         return (
             init_settings,
             env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+            TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()),
         )
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
     @property
     def primary_repository(self) -> str:
@@ -290,10 +321,15 @@ class PostgresTarget:
         return replace(self, dbname=dbname)
 
     @property
-    def display(self) -> str:
+    def server(self) -> str:
+        """The server for messages: ``db.example:5432``, ``/run/postgresql:5432`` (a socket
+        directory) or ``local socket`` (libpq's default)."""
         host = self.host or "local socket"
-        port = f":{self.port}" if self.port else ""
-        return f"{host}{port}/{self.dbname or '(default database)'}"
+        return f"{host}:{self.port}" if self.port else host
+
+    @property
+    def display(self) -> str:
+        return f"{self.server}/{self.dbname or '(default database)'}"
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect``."""
@@ -340,6 +376,25 @@ class PostgresTarget:
         return env
 
 
+def _toml_path() -> Path:
+    return Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The configuration file as a dict ({} when there is none), for the key check."""
+    import tomllib
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (FileNotFoundError, IsADirectoryError):
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot parse configuration file {path}: {exc}") from None
+
+
 def _str_or_none(value: object) -> str | None:
     return None if value in (None, "") else str(value)
 
@@ -347,6 +402,10 @@ def _str_or_none(value: object) -> str | None:
 def load(**overrides: Any) -> Settings:
     """Read the configuration once. ``overrides`` are command-line values (None = not given)."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    from rfbackup.config_keys import check_environment, check_file
+
+    check_environment(os.environ, Settings)
+    check_file(_toml_path(), _read_toml(_toml_path()), Settings)
     try:
         return Settings(**given)
     except ValidationError as exc:

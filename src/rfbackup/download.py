@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rfbackup.catalog import UNREADABLE
 from rfbackup.config import Settings
-from rfbackup.errors import IntegrityError
+from rfbackup.errors import IntegrityError, StorageError
 from rfbackup.logs import log
 from rfbackup.pipeline import HashingSink, read_chunks
 from rfbackup.progress import Reporter
@@ -17,6 +18,8 @@ def get(settings: Settings, name: str, dest: Path) -> Path:
     """Copy a backup's objects into folder ``dest`` (file names kept); returns the data file."""
     loc = locate(settings, name)
     entry = loc.entry
+    if entry.status == UNREADABLE:  # a failed read, not a bad backup: try again later
+        raise StorageError(f"{loc.repo.describe(loc.key)}: {entry.problem}")
     if not entry.good or entry.manifest is None:
         raise IntegrityError(f"{loc.repo.describe(loc.key)} is not a good backup ({entry.status})")
     target = LocalRepository(dest)

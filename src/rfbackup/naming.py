@@ -4,8 +4,13 @@ A backup is a data object plus sidecars that share its stem::
 
     backup_20250120_143000.sql.gz                 the dump
     backup_20250120_143000.sql.gz.manifest.json   the commit point, written last
-    backup_20250120_143000.roles.sql.gz           global objects (roles), when captured
+    backup_20250120_143000.roles.gz               global objects (roles), when captured
     backup_20250120_143000.dbprops.json           the database's owner, ACL, settings, comment
+
+The roles sidecar was once named ``backup_….roles.sql.gz``, which the runbook's
+``ls backups/backup_*.sql.gz | tail -1`` picked instead of the newest dump. New sidecars end
+in ``.roles.gz`` (``.roles.gz.age`` encrypted), outside every data glob; the old name is
+still read wherever the manifest names it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from datetime import UTC, datetime
 from rfbackup.config import Environment
 
 MANIFEST_SUFFIX = ".manifest.json"
-ROLES_SUFFIX = ".roles.sql.gz"
+ROLES_SUFFIX = ".roles.gz"
+LEGACY_ROLES_SUFFIX = ".roles.sql.gz"  # written before; still read, copied and pruned
 DBPROPS_SUFFIX = ".dbprops.json"
 AGE_SUFFIX = ".age"
 COMPONENT_PREFIX = "postgres/"
@@ -115,13 +121,18 @@ class BackupName:
         return cls(env, stamp, m["ext"], bool(m["age"]), layout)
 
 
+def roles_candidates(name: BackupName) -> list[str]:
+    """Both names a backup's roles sidecar can have (new first), for backups whose manifest
+    cannot say which."""
+    age = AGE_SUFFIX if name.encrypted else ""
+    return [name.roles_key, name.stem + LEGACY_ROLES_SUFFIX + age]
+
+
+_SIDECAR_SUFFIXES = (
+    MANIFEST_SUFFIX,
+    *(s + a for s in (ROLES_SUFFIX, LEGACY_ROLES_SUFFIX, DBPROPS_SUFFIX) for a in ("", AGE_SUFFIX)),
+)
+
+
 def is_sidecar(key: str) -> bool:
-    return key.endswith(
-        (
-            MANIFEST_SUFFIX,
-            ROLES_SUFFIX,
-            ROLES_SUFFIX + AGE_SUFFIX,
-            DBPROPS_SUFFIX,
-            DBPROPS_SUFFIX + AGE_SUFFIX,
-        )
-    )
+    return key.endswith(_SIDECAR_SUFFIXES)

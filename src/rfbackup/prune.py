@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from rfbackup import catalog
 from rfbackup.backup import repository_lock
 from rfbackup.config import Settings
+from rfbackup.errors import StorageError
 from rfbackup.locks import is_locked
 from rfbackup.logs import log
 from rfbackup.retention import Decision, Policy, plan
@@ -20,9 +21,13 @@ def prune(
     keep_min: int | None,
     dry_run: bool,
     include_unmanaged: bool,
+    delete_damaged: bool = False,
     now: datetime | None = None,
 ) -> list[tuple[str, Decision]]:
-    """Each repository is planned from its own listing, with the same rules."""
+    """Each repository is planned from its own listing, with the same rules.
+
+    Call :func:`check_doubts` on the result: entries that could not be read were kept, and
+    the run must not look like a success."""
     repos: list[Repository] = [settings.open_repository()]
     replica = settings.open_replica()
     if replica is not None:
@@ -36,9 +41,18 @@ def prune(
             # While a backup runs, its data file may briefly exist before its manifest:
             # leave unmanaged files alone then.
             include_unmanaged=include_unmanaged and not is_locked(lock_file),
+            delete_damaged=delete_damaged,
         )
         for d in plan(catalog.scan(repo, lock_file), policy, now or datetime.now(UTC)):
             done.append((repo.url, d))
+            if d.entry.status in catalog.DAMAGED and not d.delete:
+                log.warning(
+                    "kept %s from %s (%s): %s; `rfbackup prune --delete-damaged` removes it",
+                    d.entry.name,
+                    repo.url,
+                    d.entry.status,
+                    d.entry.problem,
+                )
             if not d.delete:
                 continue
             if dry_run:
@@ -48,3 +62,15 @@ def prune(
             repo.delete(reversed(d.entry.object_keys()))
             log.info("deleted %s from %s: %s", d.entry.name, repo.url, d.reason)
     return done
+
+
+def check_doubts(done: list[tuple[str, Decision]]) -> None:
+    """A StorageError naming every entry that was kept because it could not be read."""
+    unread = [(url, d.entry) for url, d in done if d.entry.status == catalog.UNREADABLE]
+    if not unread:
+        return
+    names = ", ".join(f"{url.rstrip('/')}/{e.name}" for url, e in unread)
+    raise StorageError(
+        f"{len(unread)} backup(s) could not be read and were kept (never deleted on doubt): "
+        f"{names}; first error: {unread[0][1].problem}"
+    )

@@ -24,7 +24,14 @@ from typing import IO, Any
 from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars
 from rfbackup.backup import repository_lock
 from rfbackup.config import PostgresTarget, Settings
-from rfbackup.errors import Aborted, ConfigError, IntegrityError, NotFound, RestoreError
+from rfbackup.errors import (
+    Aborted,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    RestoreError,
+    StorageError,
+)
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest
 from rfbackup.naming import AGE_SUFFIX, MANIFEST_SUFFIX, BackupName
@@ -153,6 +160,8 @@ def verify_stored(
     entry, where = loc.entry, loc.repo.describe(loc.key)
     if entry.status in ("in-progress", "abandoned"):
         raise IntegrityError(f"{where} is an unfinished write, not a backup")
+    if entry.status == "unreadable":  # not a manifest-less backup: never downgrade to that
+        raise StorageError(f"{where}: {entry.problem}")
     if entry.status in ("missing-data", "bad-manifest", "damaged"):
         raise IntegrityError(f"{where}: {entry.problem}")
     if entry.manifest is None:
@@ -244,7 +253,7 @@ def restore_postgres(
     props = restore_sidecars.db_properties(loc, identities) if db_properties else None
     plan = RestorePlan(
         loc.key,
-        base.display.split("/")[0],
+        base.server,
         live,
         replace=target_db is None,
         source_db=m.database.get("name") if m else None,
@@ -307,7 +316,8 @@ def restore_postgres(
         admin.close()
     result = {
         "backup": loc.key,
-        "host": plan.host,
+        "host": base.host,  # a host name, a socket directory, or None: libpq's default
+        "port": base.port,
         "database": live,
         "previous_kept_as": kept,
         "tables": len(counts),

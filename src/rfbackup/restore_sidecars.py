@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 def roles_key(loc: Located) -> str:
     """The roles sidecar always sits beside its data object, wherever the pair was copied."""
-    return loc.entry.object_keys()[1]
+    assert loc.manifest is not None
+    return sidecar_key(loc, loc.manifest.roles)
 
 
 def sidecar_key(loc: Located, record: dict[str, Any]) -> str:

@@ -1,13 +1,21 @@
 """Retention as a pure function: ``plan(entries, policy, now)`` -> keep or delete, with reasons.
 
-Rules, applied per component and environment:
+Never delete on doubt. Rules:
 
-* the newest ``keep_min`` good backups are always kept, however old: if backups stopped a
-  month ago, the last good ones survive;
+* backups are grouped by lineage (environment, component and what was backed up: the
+  database, see :mod:`rfbackup.lineage`); in each lineage the newest ``keep_min`` good
+  backups are always kept, however old, so one database's backups never push out another's;
 * other good backups are kept for ``keep_days`` and deleted after;
-* damaged leftovers (missing data, bad manifest) older than ``keep_days`` are deleted;
+* ``unreadable`` entries (the manifest could not be read: permissions, I/O, S3 403/503) are
+  never deleted, and do not count toward ``keep_min``. Either the entry is good, and it is
+  kept; or it is not, and the verified good ones keep_min protects are kept as well. So an
+  unreadable newest backup can never make an older good one deletable;
+* entries read and proven invalid (``bad-manifest``, ``damaged``) are kept and reported;
+  with ``delete_damaged`` they are deleted once older than ``keep_days``;
+* a manifest whose data is gone (``missing-data``) is deleted after ``keep_days``;
 * writes in progress and abandoned partial writes are never touched here;
-* files without a manifest are kept unless ``include_unmanaged``, then aged like the rest.
+* files without a manifest are kept unless ``include_unmanaged``, and even then only files
+  named like backups (``backup_*``, ``postgres/STAMP...``) are aged like the rest.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rfbackup.catalog import Entry
+from rfbackup.catalog import DAMAGED, UNREADABLE, Entry
+from rfbackup.lineage import Lineage
+from rfbackup.naming import BackupName
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,7 @@ class Policy:
     keep_days: int = 30
     keep_min: int = 3
     include_unmanaged: bool = False
+    delete_damaged: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,18 +53,13 @@ class Decision:
 
 def plan(entries: list[Entry], policy: Policy, now: datetime) -> list[Decision]:
     cutoff = now - timedelta(days=policy.keep_days)
-    groups: dict[tuple[str, str | None], list[Entry]] = defaultdict(list)
-    for e in entries:
-        groups[(e.component, e.environment)].append(e)
+    newest_first = sorted(entries, key=lambda e: (e.created_at, e.name), reverse=True)
+    good_seen: dict[Lineage, int] = defaultdict(int)
     decisions: list[Decision] = []
-    for group in groups.values():
-        newest_first = sorted(group, key=lambda e: (e.created_at, e.name), reverse=True)
-        good_seen = 0
-        for e in newest_first:
-            decisions.append(_decide(e, policy, cutoff, good_seen))
-            if e.good:
-                good_seen += 1
-    decisions.sort(key=lambda d: (d.entry.created_at, d.entry.name), reverse=True)
+    for e in newest_first:
+        decisions.append(_decide(e, policy, cutoff, good_seen[e.lineage]))
+        if e.good:
+            good_seen[e.lineage] += 1
     return decisions
 
 
@@ -61,8 +67,15 @@ def _decide(e: Entry, policy: Policy, cutoff: datetime, good_seen: int) -> Decis
     days = f"{policy.keep_days} days"
     if e.status in ("in-progress", "abandoned"):
         return Decision(e, False, "being written or abandoned by a crash; never pruned")
-    if e.status == "no-manifest" and not policy.include_unmanaged:
-        return Decision(e, False, "no manifest; kept (use --include-unmanaged to prune)")
+    if e.status == UNREADABLE:
+        return Decision(e, False, "manifest could not be read; never deleted on doubt")
+    if e.status == "no-manifest":
+        if not policy.include_unmanaged:
+            return Decision(e, False, "no manifest; kept (use --include-unmanaged to prune)")
+        if BackupName.parse(e.name) is None:
+            return Decision(e, False, "not named like a backup; never pruned")
+    if e.status in DAMAGED and not policy.delete_damaged:
+        return Decision(e, False, f"{e.status}; kept (use --delete-damaged to prune)")
     if e.good and good_seen < policy.keep_min:
         return Decision(e, False, f"one of the newest {policy.keep_min} good backups")
     if e.created_at >= cutoff:

@@ -8,7 +8,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,7 +26,11 @@ from rfbackup.cli.common import (
     reported,
     settings,
 )
+from rfbackup.config import MAX_DAYS
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
+
+if TYPE_CHECKING:
+    from rfbackup.retention import Decision
 
 app = typer.Typer(
     help="Backups and disaster recovery for ResearchFlow.",
@@ -187,6 +191,7 @@ def prune(
         typer.Option(
             "--keep-days",
             min=0,
+            max=MAX_DAYS,
             help="Delete backups older than this [default: 30 for postgres]",
             show_default=False,
         ),
@@ -204,16 +209,32 @@ def prune(
         bool, typer.Option("--dry-run", help="Show what would go, and why.")
     ] = False,
     include_unmanaged: Annotated[
-        bool, typer.Option("--include-unmanaged", help="Also age out files without a manifest.")
+        bool,
+        typer.Option(
+            "--include-unmanaged",
+            help="Also age out backup_* files without a manifest (other files never).",
+        ),
+    ] = False,
+    delete_damaged: Annotated[
+        bool,
+        typer.Option(
+            "--delete-damaged",
+            help="Also delete damaged and bad-manifest entries older than --keep-days.",
+        ),
     ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete old backups (retention). Never touches a backup still being written."""
+    """Delete old backups (retention). Never touches a backup still being written.
+
+    Entries whose manifest could not be read are kept, and the run then fails (exit 8).
+    """
+    from rfbackup.prune import check_doubts
     from rfbackup.prune import prune as run_prune
 
     s = settings(env, repo)
+    # A run that kept backups it could not read fails (check_doubts), and is reported so.
     with reported(s, "postgres", "prune") if not dry_run else nullcontext():
         done = run_prune(
             s,
@@ -221,7 +242,13 @@ def prune(
             keep_min=keep_min,
             dry_run=dry_run,
             include_unmanaged=include_unmanaged,
+            delete_damaged=delete_damaged,
         )
+        _show_prune(done, dry_run, as_json)
+        check_doubts(done)
+
+
+def _show_prune(done: list[tuple[str, Decision]], dry_run: bool, as_json: bool) -> None:
     if as_json:
         print_json(
             {
@@ -247,7 +274,8 @@ def prune(
 @app.command("prune-databases")
 def prune_databases(
     keep_days: Annotated[
-        int, typer.Option("--keep-days", min=0, help="Drop leftovers older than this.")
+        int,
+        typer.Option("--keep-days", min=0, max=MAX_DAYS, help="Drop leftovers older than this."),
     ] = 7,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be dropped; drop nothing.")

@@ -5,12 +5,16 @@ from __future__ import annotations
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
-from rfbackup.errors import ConfigError, IntegrityError
+from rfbackup.config import MAX_DAYS
+from rfbackup.errors import ConfigError, IntegrityError, StorageError
+
+if TYPE_CHECKING:
+    from rfbackup.pitr.retention import PitrPlan
 
 app = typer.Typer(
     help="Point-in-time recovery from a base backup and the WAL archive.",
@@ -201,7 +205,9 @@ def list_base(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOptio
 def prune(
     keep_days: Annotated[
         int | None,
-        typer.Option("--keep-days", min=0, help="Keep base backups this long [default: 14]."),
+        typer.Option(
+            "--keep-days", min=0, max=MAX_DAYS, help="Keep base backups this long [default: 14]."
+        ),
     ] = None,
     keep_min: Annotated[
         int | None,
@@ -227,6 +233,12 @@ def prune(
         result = make_plan(archive, policy, datetime.now(UTC))
         if not dry_run:
             apply(archive, result)
+        _show_prune(result, dry_run, as_json)
+        # Base backups it could not read were kept, with all WAL: the run fails, reported so.
+        _check_doubts(result.unreadable)
+
+
+def _show_prune(result: PitrPlan, dry_run: bool, as_json: bool) -> None:
     if as_json:
         print_json({"dry_run": dry_run, **result.to_dict()})
         return
@@ -237,6 +249,14 @@ def prune(
         f"WAL: {len(result.wal_delete)} file(s) {verb}, {result.wal_keep} kept"
         + (f" (from {result.wal_from})" if result.wal_from else " (no base backup to anchor)"),
     )
+
+
+def _check_doubts(unreadable: list[str]) -> None:
+    if unreadable:
+        raise StorageError(
+            f"{len(unreadable)} base backup manifest(s) could not be read: "
+            f"{', '.join(unreadable)}; they and all WAL were kept (never deleted on doubt)"
+        )
 
 
 def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:

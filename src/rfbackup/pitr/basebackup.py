@@ -187,7 +187,7 @@ def _run(
             compression="zstd",
             compression_level=policy.zstd_level,
             data=StoredFile(key, stream.sha256, stream.stored_bytes, stream.raw_bytes),
-            database={"host": target.display.rpartition("/")[0], "version": server.version},
+            database={"host": target.host, "port": target.port, "version": server.version},
             encryption={"format": "age", "recipients": recipients} if age else {},
             physical={
                 "system_identifier": str(server.system_identifier),

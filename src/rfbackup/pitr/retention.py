@@ -6,6 +6,9 @@ file from a segment before it goes, everything from it on stays, so each kept ba
 still be recovered to any point after it. Timeline history files are always kept (they are
 tiny and recovery reads them to choose a timeline). Without any good base backup, no WAL is
 deleted.
+
+Never on doubt: a base backup whose manifest could not be read is kept, and since the WAL
+it needs is unknown, no WAL is deleted at all in that run; the command then fails naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from rfbackup.catalog import UNREADABLE
 from rfbackup.pitr.archive import Archived, WalArchive
 from rfbackup.pitr.basebackup import wal_range
 from rfbackup.pitr.recover import base_backups_all
@@ -26,6 +30,10 @@ class PitrPlan:
     wal_delete: list[Archived] = field(default_factory=list)
     wal_keep: int = 0
     wal_from: str | None = None  # the first segment kept
+
+    @property
+    def unreadable(self) -> list[str]:
+        return [d.entry.name for d in self.backups if d.entry.status == UNREADABLE]
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -45,7 +53,7 @@ def make_plan(archive: WalArchive, policy: Policy, now: datetime) -> PitrPlan:
     ]
     result = PitrPlan(decisions)
     files = list(archive.all())
-    if not kept:
+    if not kept or result.unreadable:
         result.wal_keep = len(files)
         return result
     oldest = min(kept, key=lambda e: e.created_at)

@@ -146,10 +146,13 @@ class LocalRepository:
                 key = str(rel_dir / key_name) if str(rel_dir) != "." else key_name
                 if not key.startswith(prefix):
                     continue
+                path = os.path.join(dirpath, name)
                 try:
-                    st = os.stat(os.path.join(dirpath, name))
+                    st = os.stat(path)
                 except FileNotFoundError:
                     continue
+                except OSError as exc:  # never guess what it is: stop before any decision
+                    raise StorageError(f"cannot examine {path}: {exc.strerror}") from None
                 modified = datetime.fromtimestamp(st.st_mtime, UTC)
                 found.append(ObjectInfo(key, st.st_size, modified, partial))
         yield from sorted(found, key=lambda o: (o.key, o.partial))

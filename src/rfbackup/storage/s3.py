@@ -151,16 +151,22 @@ class S3Writer:
 
 
 class _BodyReader(io.RawIOBase):
-    """A botocore StreamingBody as a raw binary stream (readinto), for io.BufferedReader."""
+    """A botocore StreamingBody as a raw binary stream (readinto), for io.BufferedReader.
 
-    def __init__(self, body: Any) -> None:
+    A connection cut mid-body (reset, short read) is a StorageError like any failed read."""
+
+    def __init__(self, body: Any, where: str) -> None:
         self._body = body
+        self._where = where
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: Any) -> int:
-        data = self._body.read(len(b))
+        try:
+            data = self._body.read(len(b))
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(f"S3 read of {self._where} failed: {exc}") from None
         n = len(data)
         b[:n] = data
         return n
@@ -238,7 +244,7 @@ class S3Repository:
             raise s3_error(exc, f"read of {self.describe(key)}") from None
         except BotoCoreError as exc:
             raise s3_error(exc, f"read of {self.describe(key)}") from None
-        return io.BufferedReader(_BodyReader(resp["Body"]), 1024 * 1024)
+        return io.BufferedReader(_BodyReader(resp["Body"], self.describe(key)), 1024 * 1024)
 
     def stat(self, key: str) -> ObjectInfo | None:
         try:
