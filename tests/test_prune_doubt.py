@@ -65,7 +65,7 @@ def s3_aged_copies(
         client.get_object(Bucket=bucket, Key=f"{prefix}/{name}.manifest.json")["Body"].read()
     )
     old = stamp_of(name)
-    originals = [name, str(manifest["roles"]["key"])]
+    originals = sidecar_keys(name, manifest)
     now = datetime.now(UTC).replace(microsecond=0)
     names = []
     for d in days:
@@ -88,10 +88,16 @@ def s3_aged_copies(
     return names
 
 
+def sidecar_keys(name: str, manifest: dict[str, Any]) -> list[str]:
+    """The data key and the sidecars its manifest names (roles, database properties)."""
+    records = (manifest.get("roles", {}), manifest.get("db_properties", {}))
+    return [name, *(str(r["key"]) for r in records if r.get("key"))]
+
+
 def local_aged_copies(folder: Path, name: str, days: list[int]) -> list[str]:
     manifest = json.loads((folder / f"{name}.manifest.json").read_text())
     old = stamp_of(name)
-    originals = [name, str(manifest["roles"]["key"])]
+    originals = sidecar_keys(name, manifest)
     now = datetime.now(UTC).replace(microsecond=0)
     names = []
     for d in days:
@@ -142,7 +148,7 @@ def test_unreadable_manifests_are_never_deleted(
 ) -> None:
     bucket, names = s3_backups(env, s3, [40, 41, 42])
     before = bucket_keys(s3, bucket)
-    assert len(before) == 9
+    assert len(before) == 12  # data, roles, properties and manifest of each
     rule = proxy.add("GET", rf"^/{bucket}/.*\.manifest\.json$", **FAULTS[fault])
     r = env.run("prune", "--keep-days", "30", "--keep-min", "1", **through_proxy(s3, proxy, bucket))
     assert rule.hits >= 3, r.stderr  # every manifest read really failed

@@ -95,7 +95,7 @@ def test_two_databases_in_one_folder_keep_min_each(env: Env) -> None:
     assert data == sorted([mine[0], theirs[0]])
     for name in data:
         assert f"{name}.manifest.json" in files
-    assert len(files) == 6  # two backups: data, roles, manifest each
+    assert len(files) == 8  # two backups: data, roles, properties, manifest each
 
     # The only backup left of the other database is a real one: it restores.
     r = env.run("restore", theirs[0], "--yes", "--target-db", f"{other}_back")
