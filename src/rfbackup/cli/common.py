@@ -14,17 +14,38 @@ from rfbackup import config, logs
 from rfbackup.config import Environment, Settings
 from rfbackup.report import Kind, Run, RunReport, reporting
 
+ENV_ALIASES = {"prod": "production", "stage": "staging", "dev": "development"}
+
+
+def parse_env(text: str) -> Environment:
+    """``--env``: a full name, or prod / stage / dev."""
+    name = ENV_ALIASES.get(text.strip().lower(), text.strip().lower())
+    try:
+        return Environment(name)
+    except ValueError:
+        known = ", ".join(e.value for e in Environment)
+        aliases = ", ".join(f"{k}={v}" for k, v in ENV_ALIASES.items())
+        raise typer.BadParameter(f"{text!r} is not one of {known} (or {aliases})") from None
+
+
 EnvOption = Annotated[
     Environment | None,
     typer.Option(
-        "--env", help="development, staging or production [env: RFBACKUP_ENV]", show_default=False
+        "--env",
+        metavar="ENV",
+        parser=parse_env,
+        help="development, staging or production (or dev, stage, prod). "
+        "Default: RFBACKUP_ENV, else development.",
+        show_default=False,
     ),
 ]
 RepoOption = Annotated[
     str | None,
     typer.Option(
         "--repo",
-        help="Repository (a folder); overrides RFBACKUP_REPOSITORY and RFBACKUP_BACKUP_DIR",
+        metavar="URL",
+        help="Repository: a folder or s3://bucket/prefix. Overrides RFBACKUP_REPOSITORY and "
+        "RFBACKUP_BACKUP_DIR.",
         show_default=False,
     ),
 ]

@@ -19,59 +19,94 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Point-in-time recovery from a base backup and the WAL archive.",
     no_args_is_help=True,
-    invoke_without_command=True,
 )
+TARGETS = "Recovery target (give exactly one)"
 
 
-@app.callback()
-def pitr(
-    ctx: typer.Context,
+@app.command("restore")
+def restore(
     target_time: Annotated[
         str | None,
         typer.Option(
             "--target-time",
-            help="Recover to this time, e.g. 2026-11-25T10:15:00Z (no zone: local time).",
+            metavar="TIME",
+            help="Recover to this moment. A time zone is required: 2026-11-25T10:15:00Z (UTC) "
+            "or 2026-11-25T11:15:00+01:00.",
+            rich_help_panel=TARGETS,
         ),
     ] = None,
     target_lsn: Annotated[
-        str | None, typer.Option("--target-lsn", help="Recover to this LSN, e.g. 0/3000060.")
+        str | None,
+        typer.Option(
+            "--target-lsn",
+            metavar="LSN",
+            help="Recover to this LSN, e.g. 0/3000060.",
+            rich_help_panel=TARGETS,
+        ),
     ] = None,
     target_name: Annotated[
         str | None,
-        typer.Option("--target-name", help="Recover to a pg_create_restore_point() name."),
+        typer.Option(
+            "--target-name",
+            metavar="NAME",
+            help="Recover to a restore point made with pg_create_restore_point(NAME).",
+            rich_help_panel=TARGETS,
+        ),
     ] = None,
     latest: Annotated[
-        bool, typer.Option("--latest", help="Recover to the end of the archived WAL.")
+        bool,
+        typer.Option(
+            "--latest",
+            help="Recover to the end of the archived WAL (replays everything, including an "
+            "accidental DELETE).",
+            rich_help_panel=TARGETS,
+        ),
     ] = False,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where to restore (empty or new).")
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="Where to restore: an empty or new directory. Required.",
+        ),
     ] = None,
     backup: Annotated[
         str | None,
-        typer.Option("--backup", help="Base backup to start from (default: newest before it)."),
+        typer.Option(
+            "--backup",
+            metavar="NAME",
+            help="Base backup to start from. Default: the newest one before the target.",
+        ),
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Move a non-empty --data-dir aside (never deleted)."),
+        typer.Option("--force", help="Move a non-empty --data-dir aside (it is never deleted)."),
     ] = False,
     start: Annotated[
         bool,
-        typer.Option("--start", help="Start the server, wait for promotion, report the point."),
+        typer.Option(
+            "--start", help="Start the server, wait for promotion, and report where it stopped."
+        ),
     ] = False,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port of the recovered server.", min=1)
+        int | None,
+        typer.Option("--port", help="Port of the recovered server (with --start).", min=1),
     ] = None,
     archive: Annotated[
         bool,
         typer.Option(
             "--archive/--no-archive",
-            help="Keep WAL archiving on in the recovered server (default: off, so a side copy "
-            "does not add a timeline to the archive).",
+            help="Keep WAL archiving on in the recovered server. Off by default, so a side copy "
+            "does not add a timeline to the archive.",
         ),
     ] = False,
     owner: Annotated[
         str | None,
-        typer.Option("--owner", help="User owning the data directory (root: postgres)."),
+        typer.Option(
+            "--owner",
+            metavar="USER",
+            help="User owning the data directory. Default when run as root: postgres.",
+        ),
     ] = None,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip pg_verifybackup on the restored files.")
@@ -80,13 +115,16 @@ def pitr(
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Restore a base backup into --data-dir and recover to a target.
+    """Restore a base backup into --data-dir and recover it to a target.
 
-    Example: rfbackup pitr --target-time 2026-11-25T10:15:00Z --data-dir /srv/pg-recovered
-    --start --port 5433
+    The live server is not touched: the copy runs beside it (use --port). Stop it with
+    `rfbackup pitr stop DIR`.
+
+    \b
+    Example:
+      rfbackup pitr restore --target-time 2026-11-25T10:15:00Z \\
+          --data-dir /srv/pg-recovered --start --port 5433
     """
-    if ctx.invoked_subcommand is not None:
-        return
     from rfbackup.pitr.recover import Request, Target, pitr
 
     targets = [
@@ -136,7 +174,7 @@ def pitr(
         typer.echo(f"  server log:       {outcome.log_file}")
     else:
         typer.echo(
-            f"ready: start it with pg_ctl -D {outcome.data_dir} start; it recovers to "
+            f"ready: start it with `rfbackup pitr start {outcome.data_dir}`; it recovers to "
             f"{outcome.target}, then promotes"
         )
     for note in outcome.notes:
@@ -206,12 +244,21 @@ def prune(
     keep_days: Annotated[
         int | None,
         typer.Option(
-            "--keep-days", min=0, max=MAX_DAYS, help="Keep base backups this long [default: 14]."
+            "--keep-days",
+            min=0,
+            max=MAX_DAYS,
+            help="Keep base backups for this many days.",
+            show_default="14, from rfbackup.toml [pitr] keep_days",
         ),
     ] = None,
     keep_min: Annotated[
         int | None,
-        typer.Option("--keep-min", min=1, help="Always keep this many newest [default: 2]."),
+        typer.Option(
+            "--keep-min",
+            min=1,
+            help="Always keep this many newest base backups, whatever their age.",
+            show_default="2, from rfbackup.toml [pitr] keep_min",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, delete nothing.")] = False,
     env: EnvOption = None,
