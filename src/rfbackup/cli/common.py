@@ -59,7 +59,10 @@ def settings(env: Environment | None = None, repo: str | None = None) -> Setting
 
 
 def print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, default=str)
+    """JSON on stdout; every timestamp in it is RFC 3339 UTC with ``Z``."""
+    from rfbackup.timefmt import normalize
+
+    json.dump(normalize(doc), sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
 

@@ -9,11 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rfbackup.cli import pitr_copy
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
 from rfbackup.config import MAX_DAYS
 from rfbackup.errors import ConfigError, IntegrityError, StorageError
+from rfbackup.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from rfbackup.config import Settings
+    from rfbackup.pitr.archiver import ArchiverStatus
     from rfbackup.pitr.retention import PitrPlan
 
 app = typer.Typer(
@@ -185,29 +189,98 @@ def restore(
 def setup(
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Write the settings into its postgresql.auto.conf."),
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="Write the settings into DIR/postgresql.auto.conf (the server's data directory).",
+        ),
     ] = None,
+    fix_permissions: Annotated[
+        bool,
+        typer.Option(
+            "--fix-permissions",
+            help="Run the chown/chmod commands that let the server's user archive (as root).",
+        ),
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="After the restart: switch to a new WAL segment on the live server and wait "
+            "until it is in the repository. Writes nothing.",
+        ),
+    ] = False,
+    wait: Annotated[
+        int, typer.Option("--wait", min=1, help="Seconds --check waits for the segment.")
+    ] = 60,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print (or apply with --data-dir) the settings that archive WAL with rfbackup.
+    """Turn on WAL archiving with rfbackup, after checking the server's user can run it.
 
-    wal_level, archive_mode, archive_command (rfbackup wal-push) and archive_timeout = 300.
-    PostgreSQL needs a restart after archive_mode changes.
+    Prints (or writes with --data-dir) wal_level, archive_mode, archive_command (rfbackup
+    wal-push) and archive_timeout. First it checks, as the server's OS user (the data
+    directory's owner, else postgres), that it can run rfbackup, read the config and
+    recipients files, and write the repository's wal/ folder; it prints the exact commands
+    that fix what is missing, or runs them with --fix-permissions. Nothing is written while a
+    check fails. PostgreSQL needs a restart after archive_mode changes; then run
+    `rfbackup pitr setup --check` to confirm a segment arrives.
     """
+    from rfbackup.pitr import preflight
     from rfbackup.pitr import setup as pitr_setup
 
     s = settings(env, repo)
+    if check:
+        from rfbackup.pitr.archiver import confirm
+
+        status, segment = confirm(s, wait)
+        if as_json:
+            print_json({"segment": segment, **status.to_dict()})
+        else:
+            typer.echo(
+                f"archiving works: {segment} is in {s.open_repository().url} "
+                f"({status.archived_count} archived, {status.failed_count} failed since the "
+                f"last stats reset, {status.ready} waiting)"
+            )
+        return
     values = pitr_setup.archive_settings(s.primary_repository)
+    user = preflight.server_user(data_dir)
+    files: dict[str, Path] = {}
+    if (config_file := pitr_setup.config_file()) is not None:
+        files["config file"] = config_file
+    if s.encryption.recipients_file is not None:
+        files["recipients file"] = s.encryption.recipients_file.resolve()
+    exe = pitr_setup.rfbackup_executable()
+    problems = preflight.check(user, s.primary_repository, files, exe)
+    if problems and fix_permissions:
+        preflight.fix(problems)
+        for problem in problems:
+            typer.echo(f"fixed: {problem.message} ({'; '.join(problem.commands())})", err=True)
+        problems = preflight.check(user, s.primary_repository, files, exe)
+    if problems:
+        for problem in problems:
+            typer.echo(f"problem: {problem.message}", err=True)
+            for command in problem.commands():
+                typer.echo(f"  fix:   {command}", err=True)
+        raise ConfigError(
+            f"{user} could not archive WAL ({len(problems)} problem(s) above): run the fix "
+            "commands as root, or re-run with --fix-permissions; nothing was written"
+        )
     written = pitr_setup.apply(data_dir, values) if data_dir is not None else None
     if as_json:
-        print_json({"settings": values, "written_to": str(written) if written else None})
+        print_json(
+            {"settings": values, "written_to": str(written) if written else None, "user": user}
+        )
         return
     for key, value in values.items():
         typer.echo(f"{key} = {pitr_setup.conf_quote(value)}")
+    typer.echo(f"checked: {user} can run rfbackup and write the repository", err=True)
     if written:
-        typer.echo(f"written to {written}; restart PostgreSQL to apply", err=True)
+        typer.echo(
+            f"written to {written}; restart PostgreSQL, then run `rfbackup pitr setup --check`",
+            err=True,
+        )
     typer.echo(
         "PostgreSQL runs archive_command as its own user, with its own environment: put the "
         "repository credentials in a config file it can read (RFBACKUP_CONFIG).",
@@ -306,20 +379,54 @@ def _check_doubts(unreadable: list[str]) -> None:
         )
 
 
-def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+def wal_verify(
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also ask the live server (PGHOST...): archiver failures from "
+            "pg_stat_archiver and the backlog of .ready segments in pg_wal.",
+        ),
+    ] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Report gaps in the archived WAL between the oldest base backup and the newest WAL.
 
-    Exits 6 when a segment is missing.
+    Exits 6 when a segment is missing, or with --live when the server's archiver is failing.
     """
+    s = settings(env, repo)
+    status = None
+    if live:
+        from rfbackup.pitr.archiver import read
+
+        status = read(s)
+        if not as_json:
+            typer.echo(
+                f"archiver: {status.archived_count} archived, {status.failed_count} failed, "
+                f"{status.ready} waiting in pg_wal; last archived {status.last_archived_wal} "
+                f"at {rfc3339(status.last_archived_time)}; last failed "
+                f"{status.last_failed_wal} at {rfc3339(status.last_failed_time)}"
+            )
+    try:
+        _verify_chain(s, status, as_json)
+    finally:
+        if status is not None and status.problem():
+            raise IntegrityError(str(status.problem()))
+
+
+def _verify_chain(s: Settings, status: ArchiverStatus | None, as_json: bool) -> None:
     from rfbackup.pitr import chain
     from rfbackup.pitr.archive import WalArchive
     from rfbackup.pitr.basebackup import wal_range
     from rfbackup.pitr.recover import base_backups
 
-    s = settings(env, repo)
     repository = s.open_repository()
     backups = base_backups(repository)
     if not backups:
+        if status is not None and as_json:
+            print_json({"ok": False, "live": status.to_dict()})
         raise ConfigError("no base backup in the repository: nothing to verify WAL from")
     oldest = backups[-1]
     assert oldest.manifest is not None
@@ -332,7 +439,8 @@ def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOpti
         "timelines": [t for t, _ in report.lineage.steps],
         "newest_archived_at": report.newest_archived_at,
         "missing": report.missing,
-        "ok": report.ok,
+        "ok": report.ok and (status is None or not status.problem()),
+        **({"live": status.to_dict()} if status is not None else {}),
     }
     if as_json:
         print_json(doc)
@@ -366,3 +474,8 @@ def wal_fetch(
     from rfbackup.pitr.walcmd import fetch_command
 
     raise typer.Exit(fetch_command(name, Path(dest), repo))
+
+
+app.command("find")(pitr_copy.find)
+app.command("start")(pitr_copy.start)
+app.command("stop")(pitr_copy.stop)
