@@ -4,18 +4,41 @@ really excludes it; plus the small CLI conventions (zones, deprecated forms, JSO
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
+from conftest import make_database
 from pitr_support import RFBACKUP_EXE, archiving_cluster, base_env, free_port, shared_dir
 
-from rfbackup.sandbox.postgres import PG_BIN
+from rfbackup.sandbox.demo import step
+from rfbackup.sandbox.postgres import PG_BIN, ThrowawayPostgres
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d(:?\d\d)?)?$")
+RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def timestamps(doc: object) -> list[str]:
+    if isinstance(doc, dict):
+        return [t for v in doc.values() for t in timestamps(v)]
+    if isinstance(doc, list):
+        return [t for v in doc for t in timestamps(v)]
+    return [doc] if isinstance(doc, str) and TIMESTAMP.match(doc) else []
+
+
+def assert_rfc3339_z(doc: object) -> None:
+    found = timestamps(doc)
+    assert found, f"no timestamp in {doc}"
+    bad = [t for t in found if not RFC3339_Z.match(t)]
+    assert not bad, bad
 
 
 def wait_for(predicate: object, timeout: float = 60) -> None:
@@ -85,6 +108,13 @@ def test_refusal_advice_find_the_delete_and_recover_just_before_it() -> None:
         b = cluster.run("backup", "base", "--json")
         assert b.returncode == 0, b.stderr
         assert json.loads(b.stdout)["finished_at"].endswith("Z")
+        listed = cluster.run("pitr", "list")
+        assert listed.returncode == 0, listed.stderr
+        header, row = listed.stdout.splitlines()
+        assert header.split() == ["NAME", "STATUS", "FINISHED", "(UTC)", "TIMELINE", "WAL", "FROM",
+                                  "WAL", "TO"]  # fmt: skip
+        assert row.split()[:2] == [json.loads(b.stdout)["name"], "ok"]
+        assert_rfc3339_z(json.loads(cluster.run("pitr", "list", "--json").stdout))
 
         # a target after the newest archived WAL: the advice is pg_switch_wal, never --latest
         later = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -168,3 +198,69 @@ def test_old_pitr_form_still_works_with_a_deprecation_note(tmp_path: Path) -> No
     assert "deprecated" in note and "rfbackup pitr restore" in note
     assert rest.split(" ", 1)[1] == new.stderr.split(" ", 1)[1]  # the same error, after the time
     assert "deprecated" not in new.stderr
+
+
+def test_json_times_headers_and_no_colour(pg: ThrowawayPostgres, tmp_path: Path) -> None:
+    dbname = make_database(pg, size=20_000)
+    env = {**base_env(tmp_path), **pg.env(dbname)}
+
+    def rf(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(RFBACKUP_EXE), *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path, check=False)  # fmt: skip
+
+    backup = rf("backup", "postgres", "--json")
+    assert backup.returncode == 0, backup.stderr
+    listed = rf("list", "--json")
+    assert_rfc3339_z(json.loads(listed.stdout))
+    assert "\x1b[" not in rf("list").stdout + rf("list").stderr
+
+    leftover = f"{dbname}_pre_restore_20260101_000000"
+    pg.psql(f"CREATE DATABASE {leftover}")
+    try:
+        text = rf("prune-databases", "--dry-run", "--keep-days", "0")
+        assert text.returncode == 0, text.stderr
+        lines = text.stdout.splitlines()
+        assert lines[0].split() == ["DATABASE", "KIND", "ACTION", "/", "REASON"], lines
+        assert any(line.split()[:3] == [leftover, "previous", "would"] for line in lines[1:])
+        doc = json.loads(rf("prune-databases", "--dry-run", "--keep-days", "0", "--json").stdout)
+        assert [d["database"] for d in doc["databases"] if d["action"] == "drop"] == [leftover]
+        assert_rfc3339_z(doc)
+        assert leftover in pg.psql("SELECT string_agg(datname, ',') FROM pg_database")
+    finally:
+        pg.psql(f"DROP DATABASE IF EXISTS {leftover}")
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_ends_at_100_percent_in_mib(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rfbackup.progress import Reporter
+
+    screen = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    with Reporter("dumping", 10 * 2**20) as progress:  # the estimate was too high
+        progress.advance(3 * 2**20)
+    final = screen.getvalue().rsplit("\r", 1)[-1]
+    assert "100%" in final, final
+    assert "3.0/3.0 MiB" in final, final
+    assert " MB" not in screen.getvalue()
+
+
+def test_demo_headings_colour_only_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    step("into a file")
+    assert capsys.readouterr().out == "\n== into a file\n"
+    screen = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    step("on a terminal")
+    assert "\x1b[1m" in screen.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", plain)
+    step("NO_COLOR")
+    assert plain.getvalue() == "\n== NO_COLOR\n"

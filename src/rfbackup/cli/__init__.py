@@ -316,11 +316,16 @@ def prune_databases(
     if as_json:
         print_json({"dry_run": dry_run, "databases": [d.to_dict() for d in decisions]})
         return
-    verb = "would drop" if dry_run else "dropped"
-    for d in decisions:
-        typer.echo(f"{d.name}\t{d.kind}\t{verb if d.drop else 'keep'}: {d.reason}")
     if not decisions:
         typer.echo("no databases left by restores", err=True)
+        return
+    from rfbackup.cli.tables import print_rows
+
+    verb = "would drop" if dry_run else "dropped"
+    print_rows(
+        ["DATABASE", "KIND", "ACTION / REASON"],
+        [[d.name, d.kind, f"{verb if d.drop else 'keep'}: {d.reason}"] for d in decisions],
+    )
 
 
 @app.command()

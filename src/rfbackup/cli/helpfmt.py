@@ -10,7 +10,6 @@ this renderer. It imports nothing heavy: ``rfbackup --help`` does not load Rich.
 from __future__ import annotations
 
 import inspect
-import os
 import shutil
 import textwrap
 from collections.abc import Iterable
@@ -230,8 +229,3 @@ def polish(cmd: Any, order: Iterable[str] = ()) -> Any:
     if hasattr(cmd, "rich_markup_mode"):
         cmd.rich_markup_mode = None
     return cmd
-
-
-def no_color() -> bool:
-    """True when output must carry no colour codes: NO_COLOR set, or stdout not a terminal."""
-    return bool(os.environ.get("NO_COLOR")) or not os.isatty(1)

@@ -302,14 +302,25 @@ def list_base(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOptio
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        typer.echo(
-            f"{row['name']}\t{row['status']}\t{row.get('finished_at', '-')}\t"
-            f"timeline {row.get('timeline', '-')}\tWAL {row.get('wal_start', '-')}.."
-            f"{row.get('wal_stop', '-')}"
-        )
     if not rows:
         typer.echo("no base backups", err=True)
+        return
+    from rfbackup.cli.tables import print_rows, utc
+
+    print_rows(
+        ["NAME", "STATUS", "FINISHED (UTC)", "TIMELINE", "WAL FROM", "WAL TO"],
+        [
+            [
+                str(r["name"]),
+                str(r["status"]),
+                utc(r.get("finished_at")),
+                str(r.get("timeline", "-")),
+                str(r.get("wal_start", "-")),
+                str(r.get("wal_stop", "-")),
+            ]
+            for r in rows
+        ],
+    )
 
 
 @app.command("prune")
