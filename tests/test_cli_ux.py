@@ -129,9 +129,9 @@ def test_refusal_advice_find_the_delete_and_recover_just_before_it() -> None:
         cluster.sql("INSERT INTO items SELECT g, 'kept' FROM generate_series(1, 5) g")
         with psycopg.connect(cluster.pg.dsn()) as conn:
             conn.execute("DELETE FROM items WHERE id <= 3")
-            row = conn.execute("SELECT txid_current()").fetchone()
-            assert row is not None
-            xid = int(row[0])
+            xid_row = conn.execute("SELECT txid_current()").fetchone()
+            assert xid_row is not None
+            xid = int(xid_row[0])
         cluster.sql("INSERT INTO items VALUES (100, 'after')")
         cluster.switch_and_wait()
 
