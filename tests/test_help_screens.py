@@ -151,3 +151,17 @@ def test_env_aliases_and_a_wrong_env(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "development, staging, production" in bad.stderr and "prod=production" in bad.stderr
+
+
+def test_env_names_match_the_configuration() -> None:
+    from rfbackup.cli.common import ENVIRONMENTS
+    from rfbackup.config import Environment
+
+    assert ENVIRONMENTS == tuple(e.value for e in Environment)
+
+
+def test_brackets_in_help_text_are_shown_not_eaten_as_markup(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    _, text = help_of(["backup", "base", "--help"], monkeypatch, capsys)
+    assert "through zstd [and age] into base/" in flat(text)

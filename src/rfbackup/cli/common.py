@@ -6,30 +6,33 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rfbackup import config, logs
-from rfbackup.config import Environment, Settings
 from rfbackup.report import Kind, Run, RunReport, reporting
 
+if TYPE_CHECKING:
+    from rfbackup.config import Settings
+
+# config.Environment's values (a test checks they agree). Not imported from config.py:
+# loading pydantic-settings costs more than the rest of `rfbackup --help` together.
+ENVIRONMENTS = ("development", "staging", "production")
 ENV_ALIASES = {"prod": "production", "stage": "staging", "dev": "development"}
 
 
-def parse_env(text: str) -> Environment:
+def parse_env(text: str) -> str:
     """``--env``: a full name, or prod / stage / dev."""
     name = ENV_ALIASES.get(text.strip().lower(), text.strip().lower())
-    try:
-        return Environment(name)
-    except ValueError:
-        known = ", ".join(e.value for e in Environment)
+    if name not in ENVIRONMENTS:
+        known = ", ".join(ENVIRONMENTS)
         aliases = ", ".join(f"{k}={v}" for k, v in ENV_ALIASES.items())
-        raise typer.BadParameter(f"{text!r} is not one of {known} (or {aliases})") from None
+        raise typer.BadParameter(f"{text!r} is not one of {known} (or {aliases})")
+    return name
 
 
 EnvOption = Annotated[
-    Environment | None,
+    str | None,
     typer.Option(
         "--env",
         metavar="ENV",
@@ -52,7 +55,9 @@ RepoOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
-def settings(env: Environment | None = None, repo: str | None = None) -> Settings:
+def settings(env: str | None = None, repo: str | None = None) -> Settings:
+    from rfbackup import config, logs
+
     s = config.load(env=env, repository=repo)
     logs.setup(s.log_file)
     return s
