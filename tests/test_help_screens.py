@@ -157,7 +157,7 @@ def test_env_names_match_the_configuration() -> None:
     from rfbackup.cli.common import ENVIRONMENTS
     from rfbackup.config import Environment
 
-    assert ENVIRONMENTS == tuple(e.value for e in Environment)
+    assert tuple(e.value for e in Environment) == ENVIRONMENTS
 
 
 def test_brackets_in_help_text_are_shown_not_eaten_as_markup(
