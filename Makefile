@@ -6,6 +6,7 @@ SHELL := /bin/bash
 VENV := .venv
 RFBACKUP := $(VENV)/bin/rfbackup
 STAMP := $(VENV)/.bootstrapped
+BINDIR ?= /usr/local/bin
 
 .PHONY: help setup install demo test lint unit db-backup db-backup-prod db-backup-list db-restore \
         db-backup-retention bench bench-pitr
@@ -24,8 +25,8 @@ $(STAMP): pyproject.toml uv.lock scripts/bootstrap.sh scripts/packages.txt
 	@touch $@
 
 install: setup
-	ln -sfn "$(abspath $(RFBACKUP))" /usr/local/bin/rfbackup
-	@echo "rfbackup -> $$(readlink /usr/local/bin/rfbackup)"
+	ln -sfn "$(abspath $(RFBACKUP))" "$(BINDIR)/rfbackup"
+	@echo "$(BINDIR)/rfbackup -> $$(readlink "$(BINDIR)/rfbackup")"
 
 demo: setup
 	$(VENV)/bin/python -m rfbackup.sandbox.demo

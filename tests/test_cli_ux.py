@@ -264,3 +264,14 @@ def test_demo_headings_colour_only_on_a_terminal(
     monkeypatch.setattr(sys, "stdout", plain)
     step("NO_COLOR")
     assert plain.getvalue() == "\n== NO_COLOR\n"
+
+
+def test_make_install_links_the_entry_point(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(["make", "-s", "-C", str(root), "install", f"BINDIR={tmp_path}"],
+                       capture_output=True, text=True, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    link = tmp_path / "rfbackup"
+    assert link.is_symlink() and link.resolve() == (root / ".venv/bin/rfbackup").resolve()
+    version = subprocess.run([str(link), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("rfbackup "), version
