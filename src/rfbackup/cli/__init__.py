@@ -30,8 +30,8 @@ from rfbackup.cli.common import (
     settings,
 )
 from rfbackup.cli.helpfmt import HOOKS_PANEL
-from rfbackup.config import MAX_DAYS
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
+from rfbackup.limits import MAX_DAYS
 
 if TYPE_CHECKING:
     from rfbackup.retention import Decision

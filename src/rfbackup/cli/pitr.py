@@ -11,8 +11,8 @@ import typer
 
 from rfbackup.cli import pitr_copy
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
-from rfbackup.config import MAX_DAYS
 from rfbackup.errors import ConfigError, IntegrityError, StorageError
+from rfbackup.limits import MAX_DAYS
 from rfbackup.timefmt import rfc3339
 
 if TYPE_CHECKING:
