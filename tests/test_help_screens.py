@@ -165,3 +165,19 @@ def test_brackets_in_help_text_are_shown_not_eaten_as_markup(
 ) -> None:
     _, text = help_of(["backup", "base", "--help"], monkeypatch, capsys)
     assert "through zstd [and age] into base/" in flat(text)
+
+
+def test_shell_completion_completes_commands() -> None:
+    env = {**os.environ, "_RFBACKUP_COMPLETE": "complete_bash"}
+    for words, cword, expected in (
+        ("rfbackup pi", "1", "pitr"),
+        ("rfbackup pitr re", "2", "restore"),
+    ):
+        r = subprocess.run(
+            [str(RFBACKUP)],
+            capture_output=True,
+            text=True,
+            env={**env, "COMP_WORDS": words, "COMP_CWORD": cword, "_TYPER_COMPLETE_ARGS": words},
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [expected], r.stdout
