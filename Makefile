@@ -6,13 +6,15 @@ SHELL := /bin/bash
 VENV := .venv
 RFBACKUP := $(VENV)/bin/rfbackup
 STAMP := $(VENV)/.bootstrapped
+BINDIR ?= /usr/local/bin
 
-.PHONY: help setup demo test lint unit db-backup db-backup-prod db-backup-list db-restore \
+.PHONY: help setup install demo test lint unit db-backup db-backup-prod db-backup-list db-restore \
         db-backup-retention bench bench-pitr
 
 help:
 	@echo "make demo       backup -> list -> restore -> compare on a throwaway PostgreSQL"
 	@echo "make test       lint, type-check and run the whole test suite"
+	@echo "make install    link /usr/local/bin/rfbackup to .venv/bin/rfbackup (as root)"
 	@echo "make db-backup | db-backup-prod | db-backup-list | db-backup-retention"
 	@echo "make db-restore BACKUP_FILE=backups/backup_YYYYMMDD_HHMMSS.sql.gz"
 
@@ -21,6 +23,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml uv.lock scripts/bootstrap.sh scripts/packages.txt
 	@scripts/bootstrap.sh
 	@touch $@
+
+install: setup
+	ln -sfn "$(abspath $(RFBACKUP))" "$(BINDIR)/rfbackup"
+	@echo "$(BINDIR)/rfbackup -> $$(readlink "$(BINDIR)/rfbackup")"
 
 demo: setup
 	$(VENV)/bin/python -m rfbackup.sandbox.demo

@@ -42,6 +42,7 @@ def recover(cluster: Archiving, *args: str, **extra: str) -> tuple[dict[str, obj
     port = free_port()
     r = cluster.run(
         "pitr",
+        "restore",
         *args,
         "--data-dir",
         str(data_dir),
@@ -116,7 +117,9 @@ def test_through_s3_with_encryption(s3: ThrowawayS3) -> None:
         keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
         assert any(k.startswith("researchflow/base/") and k.endswith(".tar.zst.age") for k in keys)
         assert any(k.startswith("researchflow/wal/") and k.endswith(".zst.age") for k in keys)
-        no_key = cluster.run("pitr", "--target-time", target, "--data-dir", "/tmp/rfb-never")
+        no_key = cluster.run(
+            "pitr", "restore", "--target-time", target, "--data-dir", "/tmp/rfb-never"
+        )
         assert no_key.returncode == 3 and "IDENTITY_FILE" in no_key.stderr
 
         outcome, port = recover(
@@ -184,7 +187,7 @@ def test_restore_onto_a_full_disk_says_so_and_leaves_nothing() -> None:
         if subprocess.run(mount, capture_output=True).returncode != 0:
             pytest.skip("cannot mount a small tmpfs here")
         try:
-            r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+            r = cluster.run("pitr", "restore", "--latest", "--data-dir", str(data_dir))
             assert r.returncode == 8, r.stderr
             assert "disk full" in r.stderr and "damaged" not in r.stderr
             assert list(data_dir.iterdir()) == []
@@ -200,7 +203,7 @@ def test_corrupted_base_backup_is_refused_and_leaves_nothing() -> None:
         blob[len(blob) // 2] ^= 0xFF
         stored.write_bytes(bytes(blob))
         data_dir = cluster.new_data_dir()
-        r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+        r = cluster.run("pitr", "restore", "--latest", "--data-dir", str(data_dir))
         assert r.returncode == 6, r.stderr
         assert len(r.stderr.strip().splitlines()) == 2  # the INFO line, then one error
         assert not data_dir.exists()

@@ -140,6 +140,6 @@ def test_missing_segment_found_by_wal_verify_and_pitr() -> None:
         assert verify.returncode == 6
         assert json.loads(verify.stdout)["missing"] == [names[1]]
         data_dir = cluster.new_data_dir()
-        r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+        r = cluster.run("pitr", "restore", "--latest", "--data-dir", str(data_dir))
         assert r.returncode == 7 and names[1] in r.stderr
         assert not data_dir.exists()  # refused before writing anything

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from rfbackup.errors import ConfigError
+from rfbackup.limits import MAX_DAYS as MAX_DAYS  # re-exported
 from rfbackup.ops.options import (
     FreshnessOptions,
     KubernetesOptions,
@@ -41,8 +42,6 @@ from rfbackup.ops.options import (
     ScheduleOptions,
 )
 from rfbackup.storage import check_url
-
-MAX_DAYS = 36_500  # keep-days beyond a century are a typo (and overflow date arithmetic)
 
 Compression = Literal["gzip", "zstd"]
 DumpFormat = Literal["plain", "custom"]

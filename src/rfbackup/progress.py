@@ -32,22 +32,34 @@ class Reporter:
 
     def __enter__(self) -> Reporter:
         if sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
                 Progress,
+                ProgressColumn,
+                Task,
+                TaskProgressColumn,
                 TextColumn,
                 TimeElapsedColumn,
-                TransferSpeedColumn,
             )
+            from rich.text import Text
 
+            class Speed(ProgressColumn):
+                def render(self, task: Task) -> Text:
+                    speed = task.finished_speed or task.speed
+                    shown = f"{human_bytes(speed)}/s" if speed else "?"
+                    return Text(shown, style="progress.data.speed")
+
+            # MiB like the log lines; the finished bar stays, at 100%.
             bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
+                TaskProgressColumn(),
+                DownloadColumn(binary_units=True),
+                Speed(),
                 TimeElapsedColumn(),
-                transient=True,
+                console=Console(file=sys.stderr),
             )
             bar.start()
             self._task = bar.add_task(self.label, total=self.total)
@@ -70,4 +82,6 @@ class Reporter:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._bar is not None:
+            if t is None:  # done: the total was an estimate, the bar ends at what was done
+                self._bar.update(self._task, total=self.done, completed=self.done)  # type: ignore[attr-defined]
             self._bar.stop()  # type: ignore[attr-defined]

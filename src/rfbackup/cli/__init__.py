@@ -11,6 +11,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+import typer.core
+import typer.main
+from typer._click.exceptions import NoArgsIsHelpError
 
 from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
@@ -26,17 +29,19 @@ from rfbackup.cli.common import (
     reported,
     settings,
 )
-from rfbackup.config import MAX_DAYS
+from rfbackup.cli.helpfmt import HOOKS_PANEL
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
+from rfbackup.limits import MAX_DAYS
 
 if TYPE_CHECKING:
     from rfbackup.retention import Decision
 
 app = typer.Typer(
     help="Backups and disaster recovery for ResearchFlow.",
+    epilog="Run `rfbackup COMMAND --help` for a command's options. Every time printed is UTC.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(backup_cmd.app, name="backup")
@@ -44,9 +49,14 @@ app.add_typer(replica_cmd.app, name="replica")
 app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)
-app.command("wal-push")(pitr_cmd.wal_push)
-app.command("wal-fetch")(pitr_cmd.wal_fetch)
+app.command("wal-push", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_push)
+app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_fetch)
 app.command("wal-verify")(pitr_cmd.wal_verify)
+# The root help lists commands in this order; others follow, archiver hooks last.
+ROOT_ORDER = (
+    "backup", "list", "restore", "prune", "status", "get", "prune-databases", "replica", "pitr",
+    "wal-verify", "schedule",
+)  # fmt: skip
 schedule_app = typer.Typer(help="Scheduling helpers.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
@@ -60,7 +70,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     pass
@@ -192,8 +205,8 @@ def prune(
             "--keep-days",
             min=0,
             max=MAX_DAYS,
-            help="Delete backups older than this [default: 30 for postgres]",
-            show_default=False,
+            help="Delete backups older than this many days.",
+            show_default="30, from rfbackup.toml [postgres] keep_days",
         ),
     ] = None,
     keep_min: Annotated[
@@ -201,8 +214,8 @@ def prune(
         typer.Option(
             "--keep-min",
             min=0,
-            help="Always keep this many newest good backups [default: 3]",
-            show_default=False,
+            help="Always keep this many newest good backups, whatever their age.",
+            show_default="3, from rfbackup.toml [postgres] keep_min",
         ),
     ] = None,
     dry_run: Annotated[
@@ -303,11 +316,16 @@ def prune_databases(
     if as_json:
         print_json({"dry_run": dry_run, "databases": [d.to_dict() for d in decisions]})
         return
-    verb = "would drop" if dry_run else "dropped"
-    for d in decisions:
-        typer.echo(f"{d.name}\t{d.kind}\t{verb if d.drop else 'keep'}: {d.reason}")
     if not decisions:
         typer.echo("no databases left by restores", err=True)
+        return
+    from rfbackup.cli.tables import print_rows
+
+    verb = "would drop" if dry_run else "dropped"
+    print_rows(
+        ["DATABASE", "KIND", "ACTION / REASON"],
+        [[d.name, d.kind, f"{verb if d.drop else 'keep'}: {d.reason}"] for d in decisions],
+    )
 
 
 @app.command()
@@ -337,8 +355,9 @@ def crontab(
         Path | None,
         typer.Option(
             "--dir",
-            help="The checkout cron should cd into [default: current directory]",
-            show_default=False,
+            metavar="DIR",
+            help="The checkout cron should cd into.",
+            show_default="the current directory",
         ),
     ] = None,
     env: EnvOption = None,
@@ -358,10 +377,23 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def command() -> typer.core.TyperGroup:
+    """The command tree, with the help renderer of cli/helpfmt.py and the commands in order."""
+    from rfbackup.cli.helpfmt import polish
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    polish(group, order=ROOT_ORDER)
+    return group
+
+
 def main(argv: list[str] | None = None) -> None:
+    from rfbackup.cli.legacy import rewrite
+
     signal.signal(signal.SIGTERM, _on_sigterm)
+    args = rewrite(sys.argv[1:] if argv is None else argv)
     try:
-        rv = app(args=argv, prog_name="rfbackup", standalone_mode=False)
+        rv = command().main(args=args, prog_name="rfbackup", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
         if code == 128 + signal.SIGINT:  # Typer turns KeyboardInterrupt into Exit(130)
             code = _report(Interrupted(signal.SIGINT))
@@ -371,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
         code = _report(Interrupted(signal.SIGINT))
     except typer.Abort:
         code = _report(Aborted("aborted"))
+    except NoArgsIsHelpError as exc:  # a bare group: its help, and success
+        typer.echo(exc.ctx.get_help() if exc.ctx else "")
+        code = 0
     except typer.TyperException as exc:  # usage errors: one line, exit 2
         hint = " (see --help)"
         print(f"rfbackup: error: {exc.format_message()}{hint}", file=sys.stderr)

@@ -14,7 +14,7 @@ def postgres(
     env: EnvOption = None,
     repo: RepoOption = None,
     dump_format: Annotated[
-        str,
+        Literal["plain", "custom"],
         typer.Option(
             "--format",
             help="plain: SQL, restorable with gunzip -c | psql. "
@@ -22,9 +22,11 @@ def postgres(
         ),
     ] = "plain",
     compression: Annotated[
-        str | None,
+        Literal["gzip", "zstd"] | None,
         typer.Option(
-            "--compression", help="gzip (.gz, default) or zstd (.zst).", show_default=False
+            "--compression",
+            help="gzip writes .gz, zstd writes .zst (faster, smaller).",
+            show_default="gzip",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -35,16 +37,10 @@ def postgres(
     which is written last: a backup without a manifest never happened.
     """
     from rfbackup.backup import run_postgres_backup
-    from rfbackup.errors import ConfigError
 
-    if dump_format not in ("plain", "custom"):
-        raise ConfigError(f"--format must be plain or custom, not {dump_format!r}")
-    if compression not in (None, "gzip", "zstd"):
-        raise ConfigError(f"--compression must be gzip or zstd, not {compression!r}")
-    fmt: Literal["plain", "custom"] = "custom" if dump_format == "custom" else "plain"
     s = settings(env, repo)
     with reported(s, "postgres", "backup", s.postgres_target().dbname or "") as run:
-        result = run_postgres_backup(s, fmt, compression)
+        result = run_postgres_backup(s, dump_format, compression)
         m = result.manifest
         run.stored(m.data.key, m.data.raw_bytes, m.data.stored_bytes, m.sha256)
     if as_json:

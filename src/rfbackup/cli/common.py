@@ -6,39 +6,68 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rfbackup import config, logs
-from rfbackup.config import Environment, Settings
 from rfbackup.report import Kind, Run, RunReport, reporting
 
+if TYPE_CHECKING:
+    from rfbackup.config import Settings
+
+# config.Environment's values (a test checks they agree). Not imported from config.py:
+# loading pydantic-settings costs more than the rest of `rfbackup --help` together.
+ENVIRONMENTS = ("development", "staging", "production")
+ENV_ALIASES = {"prod": "production", "stage": "staging", "dev": "development"}
+
+
+def parse_env(text: str) -> str:
+    """``--env``: a full name, or prod / stage / dev."""
+    name = ENV_ALIASES.get(text.strip().lower(), text.strip().lower())
+    if name not in ENVIRONMENTS:
+        known = ", ".join(ENVIRONMENTS)
+        aliases = ", ".join(f"{k}={v}" for k, v in ENV_ALIASES.items())
+        raise typer.BadParameter(f"{text!r} is not one of {known} (or {aliases})")
+    return name
+
+
 EnvOption = Annotated[
-    Environment | None,
+    str | None,
     typer.Option(
-        "--env", help="development, staging or production [env: RFBACKUP_ENV]", show_default=False
+        "--env",
+        metavar="ENV",
+        parser=parse_env,
+        help="development, staging or production (or dev, stage, prod). "
+        "Default: RFBACKUP_ENV, else development.",
+        show_default=False,
     ),
 ]
 RepoOption = Annotated[
     str | None,
     typer.Option(
         "--repo",
-        help="Repository (a folder); overrides RFBACKUP_REPOSITORY and RFBACKUP_BACKUP_DIR",
+        metavar="URL",
+        help="Repository: a folder or s3://bucket/prefix. Overrides RFBACKUP_REPOSITORY and "
+        "RFBACKUP_BACKUP_DIR.",
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
-def settings(env: Environment | None = None, repo: str | None = None) -> Settings:
+def settings(env: str | None = None, repo: str | None = None) -> Settings:
+    from rfbackup import config, logs
+
     s = config.load(env=env, repository=repo)
     logs.setup(s.log_file)
     return s
 
 
 def print_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2, default=str)
+    """JSON on stdout; every timestamp in it is RFC 3339 UTC with ``Z``."""
+    from rfbackup.timefmt import normalize
+
+    json.dump(normalize(doc), sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
 

@@ -9,69 +9,108 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rfbackup.cli import pitr_copy
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
-from rfbackup.config import MAX_DAYS
 from rfbackup.errors import ConfigError, IntegrityError, StorageError
+from rfbackup.limits import MAX_DAYS
+from rfbackup.timefmt import rfc3339
 
 if TYPE_CHECKING:
+    from rfbackup.config import Settings
+    from rfbackup.pitr.archiver import ArchiverStatus
     from rfbackup.pitr.retention import PitrPlan
 
 app = typer.Typer(
     help="Point-in-time recovery from a base backup and the WAL archive.",
     no_args_is_help=True,
-    invoke_without_command=True,
 )
+TARGETS = "Recovery target (give exactly one)"
 
 
-@app.callback()
-def pitr(
-    ctx: typer.Context,
+@app.command("restore")
+def restore(
     target_time: Annotated[
         str | None,
         typer.Option(
             "--target-time",
-            help="Recover to this time, e.g. 2026-11-25T10:15:00Z (no zone: local time).",
+            metavar="TIME",
+            help="Recover to this moment. A time zone is required: 2026-11-25T10:15:00Z (UTC) "
+            "or 2026-11-25T11:15:00+01:00.",
+            rich_help_panel=TARGETS,
         ),
     ] = None,
     target_lsn: Annotated[
-        str | None, typer.Option("--target-lsn", help="Recover to this LSN, e.g. 0/3000060.")
+        str | None,
+        typer.Option(
+            "--target-lsn",
+            metavar="LSN",
+            help="Recover to this LSN, e.g. 0/3000060.",
+            rich_help_panel=TARGETS,
+        ),
     ] = None,
     target_name: Annotated[
         str | None,
-        typer.Option("--target-name", help="Recover to a pg_create_restore_point() name."),
+        typer.Option(
+            "--target-name",
+            metavar="NAME",
+            help="Recover to a restore point made with pg_create_restore_point(NAME).",
+            rich_help_panel=TARGETS,
+        ),
     ] = None,
     latest: Annotated[
-        bool, typer.Option("--latest", help="Recover to the end of the archived WAL.")
+        bool,
+        typer.Option(
+            "--latest",
+            help="Recover to the end of the archived WAL (replays everything, including an "
+            "accidental DELETE).",
+            rich_help_panel=TARGETS,
+        ),
     ] = False,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where to restore (empty or new).")
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="Where to restore: an empty or new directory. Required.",
+        ),
     ] = None,
     backup: Annotated[
         str | None,
-        typer.Option("--backup", help="Base backup to start from (default: newest before it)."),
+        typer.Option(
+            "--backup",
+            metavar="NAME",
+            help="Base backup to start from. Default: the newest one before the target.",
+        ),
     ] = None,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Move a non-empty --data-dir aside (never deleted)."),
+        typer.Option("--force", help="Move a non-empty --data-dir aside (it is never deleted)."),
     ] = False,
     start: Annotated[
         bool,
-        typer.Option("--start", help="Start the server, wait for promotion, report the point."),
+        typer.Option(
+            "--start", help="Start the server, wait for promotion, and report where it stopped."
+        ),
     ] = False,
     port: Annotated[
-        int | None, typer.Option("--port", help="Port of the recovered server.", min=1)
+        int | None,
+        typer.Option("--port", help="Port of the recovered server (with --start).", min=1),
     ] = None,
     archive: Annotated[
         bool,
         typer.Option(
             "--archive/--no-archive",
-            help="Keep WAL archiving on in the recovered server (default: off, so a side copy "
-            "does not add a timeline to the archive).",
+            help="Keep WAL archiving on in the recovered server. Off by default, so a side copy "
+            "does not add a timeline to the archive.",
         ),
     ] = False,
     owner: Annotated[
         str | None,
-        typer.Option("--owner", help="User owning the data directory (root: postgres)."),
+        typer.Option(
+            "--owner",
+            metavar="USER",
+            help="User owning the data directory. Default when run as root: postgres.",
+        ),
     ] = None,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Skip pg_verifybackup on the restored files.")
@@ -80,13 +119,16 @@ def pitr(
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Restore a base backup into --data-dir and recover to a target.
+    """Restore a base backup into --data-dir and recover it to a target.
 
-    Example: rfbackup pitr --target-time 2026-11-25T10:15:00Z --data-dir /srv/pg-recovered
-    --start --port 5433
+    The live server is not touched: the copy runs beside it (use --port). Stop it with
+    `rfbackup pitr stop DIR`.
+
+    \b
+    Example:
+      rfbackup pitr restore --target-time 2026-11-25T10:15:00Z \\
+          --data-dir /srv/pg-recovered --start --port 5433
     """
-    if ctx.invoked_subcommand is not None:
-        return
     from rfbackup.pitr.recover import Request, Target, pitr
 
     targets = [
@@ -136,7 +178,7 @@ def pitr(
         typer.echo(f"  server log:       {outcome.log_file}")
     else:
         typer.echo(
-            f"ready: start it with pg_ctl -D {outcome.data_dir} start; it recovers to "
+            f"ready: start it with `rfbackup pitr start {outcome.data_dir}`; it recovers to "
             f"{outcome.target}, then promotes"
         )
     for note in outcome.notes:
@@ -147,29 +189,98 @@ def pitr(
 def setup(
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Write the settings into its postgresql.auto.conf."),
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="Write the settings into DIR/postgresql.auto.conf (the server's data directory).",
+        ),
     ] = None,
+    fix_permissions: Annotated[
+        bool,
+        typer.Option(
+            "--fix-permissions",
+            help="Run the chown/chmod commands that let the server's user archive (as root).",
+        ),
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="After the restart: switch to a new WAL segment on the live server and wait "
+            "until it is in the repository. Writes nothing.",
+        ),
+    ] = False,
+    wait: Annotated[
+        int, typer.Option("--wait", min=1, help="Seconds --check waits for the segment.")
+    ] = 60,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print (or apply with --data-dir) the settings that archive WAL with rfbackup.
+    """Turn on WAL archiving with rfbackup, after checking the server's user can run it.
 
-    wal_level, archive_mode, archive_command (rfbackup wal-push) and archive_timeout = 300.
-    PostgreSQL needs a restart after archive_mode changes.
+    Prints (or writes with --data-dir) wal_level, archive_mode, archive_command (rfbackup
+    wal-push) and archive_timeout. First it checks, as the server's OS user (the data
+    directory's owner, else postgres), that it can run rfbackup, read the config and
+    recipients files, and write the repository's wal/ folder; it prints the exact commands
+    that fix what is missing, or runs them with --fix-permissions. Nothing is written while a
+    check fails. PostgreSQL needs a restart after archive_mode changes; then run
+    `rfbackup pitr setup --check` to confirm a segment arrives.
     """
+    from rfbackup.pitr import preflight
     from rfbackup.pitr import setup as pitr_setup
 
     s = settings(env, repo)
+    if check:
+        from rfbackup.pitr.archiver import confirm
+
+        status, segment = confirm(s, wait)
+        if as_json:
+            print_json({"segment": segment, **status.to_dict()})
+        else:
+            typer.echo(
+                f"archiving works: {segment} is in {s.open_repository().url} "
+                f"({status.archived_count} archived, {status.failed_count} failed since the "
+                f"last stats reset, {status.ready} waiting)"
+            )
+        return
     values = pitr_setup.archive_settings(s.primary_repository)
+    user = preflight.server_user(data_dir)
+    files: dict[str, Path] = {}
+    if (config_file := pitr_setup.config_file()) is not None:
+        files["config file"] = config_file
+    if s.encryption.recipients_file is not None:
+        files["recipients file"] = s.encryption.recipients_file.resolve()
+    exe = pitr_setup.rfbackup_executable()
+    problems = preflight.check(user, s.primary_repository, files, exe)
+    if problems and fix_permissions:
+        preflight.fix(problems)
+        for problem in problems:
+            typer.echo(f"fixed: {problem.message} ({'; '.join(problem.commands())})", err=True)
+        problems = preflight.check(user, s.primary_repository, files, exe)
+    if problems:
+        for problem in problems:
+            typer.echo(f"problem: {problem.message}", err=True)
+            for command in problem.commands():
+                typer.echo(f"  fix:   {command}", err=True)
+        raise ConfigError(
+            f"{user} could not archive WAL ({len(problems)} problem(s) above): run the fix "
+            "commands as root, or re-run with --fix-permissions; nothing was written"
+        )
     written = pitr_setup.apply(data_dir, values) if data_dir is not None else None
     if as_json:
-        print_json({"settings": values, "written_to": str(written) if written else None})
+        print_json(
+            {"settings": values, "written_to": str(written) if written else None, "user": user}
+        )
         return
     for key, value in values.items():
         typer.echo(f"{key} = {pitr_setup.conf_quote(value)}")
+    typer.echo(f"checked: {user} can run rfbackup and write the repository", err=True)
     if written:
-        typer.echo(f"written to {written}; restart PostgreSQL to apply", err=True)
+        typer.echo(
+            f"written to {written}; restart PostgreSQL, then run `rfbackup pitr setup --check`",
+            err=True,
+        )
     typer.echo(
         "PostgreSQL runs archive_command as its own user, with its own environment: put the "
         "repository credentials in a config file it can read (RFBACKUP_CONFIG).",
@@ -191,14 +302,25 @@ def list_base(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOptio
     if as_json:
         print_json(rows)
         return
-    for row in rows:
-        typer.echo(
-            f"{row['name']}\t{row['status']}\t{row.get('finished_at', '-')}\t"
-            f"timeline {row.get('timeline', '-')}\tWAL {row.get('wal_start', '-')}.."
-            f"{row.get('wal_stop', '-')}"
-        )
     if not rows:
         typer.echo("no base backups", err=True)
+        return
+    from rfbackup.cli.tables import print_rows, utc
+
+    print_rows(
+        ["NAME", "STATUS", "FINISHED (UTC)", "TIMELINE", "WAL FROM", "WAL TO"],
+        [
+            [
+                str(r["name"]),
+                str(r["status"]),
+                utc(r.get("finished_at")),
+                str(r.get("timeline", "-")),
+                str(r.get("wal_start", "-")),
+                str(r.get("wal_stop", "-")),
+            ]
+            for r in rows
+        ],
+    )
 
 
 @app.command("prune")
@@ -206,12 +328,21 @@ def prune(
     keep_days: Annotated[
         int | None,
         typer.Option(
-            "--keep-days", min=0, max=MAX_DAYS, help="Keep base backups this long [default: 14]."
+            "--keep-days",
+            min=0,
+            max=MAX_DAYS,
+            help="Keep base backups for this many days.",
+            show_default="14, from rfbackup.toml [pitr] keep_days",
         ),
     ] = None,
     keep_min: Annotated[
         int | None,
-        typer.Option("--keep-min", min=1, help="Always keep this many newest [default: 2]."),
+        typer.Option(
+            "--keep-min",
+            min=1,
+            help="Always keep this many newest base backups, whatever their age.",
+            show_default="2, from rfbackup.toml [pitr] keep_min",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, delete nothing.")] = False,
     env: EnvOption = None,
@@ -259,20 +390,54 @@ def _check_doubts(unreadable: list[str]) -> None:
         )
 
 
-def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+def wal_verify(
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Also ask the live server (PGHOST...): archiver failures from "
+            "pg_stat_archiver and the backlog of .ready segments in pg_wal.",
+        ),
+    ] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Report gaps in the archived WAL between the oldest base backup and the newest WAL.
 
-    Exits 6 when a segment is missing.
+    Exits 6 when a segment is missing, or with --live when the server's archiver is failing.
     """
+    s = settings(env, repo)
+    status = None
+    if live:
+        from rfbackup.pitr.archiver import read
+
+        status = read(s)
+        if not as_json:
+            typer.echo(
+                f"archiver: {status.archived_count} archived, {status.failed_count} failed, "
+                f"{status.ready} waiting in pg_wal; last archived {status.last_archived_wal} "
+                f"at {rfc3339(status.last_archived_time)}; last failed "
+                f"{status.last_failed_wal} at {rfc3339(status.last_failed_time)}"
+            )
+    try:
+        _verify_chain(s, status, as_json)
+    finally:
+        if status is not None and status.problem():
+            raise IntegrityError(str(status.problem()))
+
+
+def _verify_chain(s: Settings, status: ArchiverStatus | None, as_json: bool) -> None:
     from rfbackup.pitr import chain
     from rfbackup.pitr.archive import WalArchive
     from rfbackup.pitr.basebackup import wal_range
     from rfbackup.pitr.recover import base_backups
 
-    s = settings(env, repo)
     repository = s.open_repository()
     backups = base_backups(repository)
     if not backups:
+        if status is not None and as_json:
+            print_json({"ok": False, "live": status.to_dict()})
         raise ConfigError("no base backup in the repository: nothing to verify WAL from")
     oldest = backups[-1]
     assert oldest.manifest is not None
@@ -285,7 +450,8 @@ def wal_verify(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOpti
         "timelines": [t for t, _ in report.lineage.steps],
         "newest_archived_at": report.newest_archived_at,
         "missing": report.missing,
-        "ok": report.ok,
+        "ok": report.ok and (status is None or not status.problem()),
+        **({"live": status.to_dict()} if status is not None else {}),
     }
     if as_json:
         print_json(doc)
@@ -319,3 +485,8 @@ def wal_fetch(
     from rfbackup.pitr.walcmd import fetch_command
 
     raise typer.Exit(fetch_command(name, Path(dest), repo))
+
+
+app.command("find")(pitr_copy.find)
+app.command("start")(pitr_copy.start)
+app.command("stop")(pitr_copy.stop)

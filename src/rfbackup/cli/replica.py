@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rfbackup.cli.common import EnvOption, JsonOption, print_json, reported, settings
-from rfbackup.config import Environment, Settings
 from rfbackup.errors import ConfigError, IntegrityError
-from rfbackup.storage import Repository
+
+if TYPE_CHECKING:
+    from rfbackup.config import Settings
+    from rfbackup.storage import Repository
 
 app = typer.Typer(help="Compare or repair the cross-region replica.", no_args_is_help=True)
 
 
-def _repos(env: Environment | None) -> tuple[Settings, Repository, Repository]:
+def _repos(env: str | None) -> tuple[Settings, Repository, Repository]:
     s = settings(env)
     replica: Repository | None = s.open_replica()
     if replica is None:

@@ -67,7 +67,8 @@ class Target:
 
 
 def parse_time(text: str) -> datetime:
-    """ISO 8601 or PostgreSQL's format; a time without a zone is this machine's local time."""
+    """ISO 8601 or PostgreSQL's format, with a zone: a bare time is refused, not guessed (every
+    time the tool prints is UTC, the operator's clock may not be)."""
     raw = text.strip().replace("Z", "+00:00")
     if re.search(r"[+-]\d\d$", raw):
         raw += ":00"
@@ -78,7 +79,10 @@ def parse_time(text: str) -> datetime:
             f"cannot read {text!r} as a time: use e.g. 2026-11-25T10:15:00Z"
         ) from None
     if value.tzinfo is None:
-        value = value.astimezone()
+        raise ConfigError(
+            f"{text!r} has no time zone: add one, e.g. {value.strftime('%Y-%m-%dT%H:%M:%S')}Z "
+            "for UTC (the zone of every time rfbackup prints) or +01:00"
+        )
     return value.astimezone(UTC)
 
 
@@ -152,9 +156,11 @@ def check_wal(archive: WalArchive, backup: Entry, target: Target) -> chain.Chain
     if target.kind == "time" and newest is not None and newest < target.time:
         raise NotFound(
             f"the newest archived WAL ({report.last.name}, archived "
-            f"{newest.isoformat(timespec='seconds')}) is older than {target.value}: WAL "
-            "from after the target is not archived yet. On the server, run "
-            "SELECT pg_switch_wal(); then retry, or use --latest"
+            f"{newest.isoformat(timespec='seconds')}) is older than {target.value}: the WAL "
+            "up to the target is still in the server's current segment. On the live server run "
+            "SELECT pg_switch_wal(); wait a few seconds for it to be archived, then retry. "
+            "Do not use --latest to get around this: it replays everything, including the "
+            "change you are recovering from"
         )
     return report
 

@@ -18,6 +18,12 @@ from rfbackup.errors import ConfigError
 ARCHIVE_TIMEOUT = "300"
 
 
+def rfbackup_executable() -> Path:
+    """The program archive_command runs: this rfbackup, else this Python."""
+    exe = Path(sys.executable).with_name("rfbackup")
+    return exe if exe.exists() else Path(sys.executable)
+
+
 def rfbackup_command() -> str:
     """How PostgreSQL should invoke this very rfbackup."""
     exe = Path(sys.executable).with_name("rfbackup")
@@ -26,11 +32,17 @@ def rfbackup_command() -> str:
     return f"{shlex.quote(sys.executable)} -m rfbackup"
 
 
+def config_file() -> Path | None:
+    """The config file in use, as an absolute path, or None."""
+    path = Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
+    return path.resolve() if path.exists() else None
+
+
 def config_prefix() -> str:
     """``RFBACKUP_CONFIG=/abs/path `` when a config file is in use: PostgreSQL runs our
     commands from the data directory, where a relative path would not resolve."""
-    path = Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
-    return f"RFBACKUP_CONFIG={shlex.quote(str(path.resolve()))} " if path.exists() else ""
+    path = config_file()
+    return f"RFBACKUP_CONFIG={shlex.quote(str(path))} " if path else ""
 
 
 def absolute_url(url: str) -> str:

@@ -23,7 +23,9 @@ DB = "researchflow"
 
 
 def step(title: str) -> None:
-    print(f"\n\033[1m== {title}\033[0m", flush=True)
+    from rfbackup.tty import bold
+
+    print("\n" + bold(f"== {title}", sys.stdout), flush=True)
 
 
 def rfbackup(workdir: Path, env: dict[str, str], *args: str) -> str:
