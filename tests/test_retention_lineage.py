@@ -150,6 +150,7 @@ def test_old_roles_sidecar_name_still_restores_and_is_pruned(env: Env, tmp_path:
     old = name.removesuffix(".sql.gz") + ".roles.sql.gz"
     (env.backups / doc["roles"]["key"]).rename(env.backups / old)
     doc["roles"]["key"] = old
+    (env.backups / doc.pop("db_properties")["key"]).unlink()  # older than that sidecar too
     manifest_path.write_text(json.dumps(doc))
     assert [e["name"] for e in json.loads(env.run("list", "--json").stdout)] == [name]
 
@@ -201,6 +202,7 @@ def test_replica_sync_copies_an_old_named_roles_sidecar(
     )
     client.delete_object(Bucket=primary, Key=f"rf/{new}")
     doc["roles"]["key"] = old
+    client.delete_object(Bucket=primary, Key=f"rf/{doc.pop('db_properties')['key']}")
     client.put_object(Bucket=primary, Key=manifest_key, Body=json.dumps(doc).encode())
 
     extra.update(replica_env(s3_replica, dr))
