@@ -87,7 +87,7 @@ def open_socket(target: RedisTarget, timeout: float) -> socket.socket:
         sock.settimeout(timeout)
     except OSError as exc:
         raise SourceError(f"redis {target.display}: cannot connect: {exc}") from None
-    if target.password is not None:
+    if target.password is not None and target.password.get_secret_value():
         args = [b"AUTH"]
         if target.username:
             args.append(target.username.encode())

@@ -37,14 +37,24 @@ class Feed:
         self.buf = b""
         self.pos = 0
         self.consumed = 0  # bytes before ``buf``
+        self.ended = False  # the end marker (None) was taken from the queue
 
     def _fill(self) -> None:
+        if not self.top_up():
+            raise _Closed
+
+    def top_up(self) -> bool:
+        """Append the next chunk to the buffer; False at the end of the feed."""
+        if self.ended:
+            return False
         chunk = self.q.get()
         if chunk is None:
-            raise _Closed
+            self.ended = True
+            return False
         self.consumed += self.pos
         self.buf = self.buf[self.pos :] + chunk
         self.pos = 0
+        return True
 
     @property
     def offset(self) -> int:
@@ -79,8 +89,9 @@ class Feed:
 
     def drain(self) -> None:
         """Swallow the rest so that the producer never blocks."""
-        while self.q.get() is not None:
+        while not self.ended and self.q.get() is not None:
             pass
+        self.ended = True
 
 
 def _length(f: Feed) -> tuple[int, bool]:
@@ -208,6 +219,68 @@ def _skip_value(f: Feed, t: int) -> None:
         raise RdbFormatError(f"unsupported value type {t}")
 
 
+# --- the fast path: whole entries parsed from the buffer with plain ints ------------------
+# An entry that runs past the buffer (or anything unexpected) is parsed again by the
+# streaming functions above, which are the reference; these only save Python calls.
+
+MARGIN = 256 * 1024
+_FAST_TYPES = frozenset((0, 1, 2, 4, 5, 9, 10, 11, 12, 13, 14, 16, 17, 18, 20))
+
+
+def _flen(b: bytes, p: int) -> tuple[int, int]:
+    x = b[p]
+    k = x >> 6
+    if k == 0:
+        return x & 0x3F, p + 1
+    if k == 1:
+        return ((x & 0x3F) << 8) | b[p + 1], p + 2
+    if x == 0x80:
+        return int.from_bytes(b[p + 1 : p + 5], "big"), p + 5
+    if x == 0x81:
+        return int.from_bytes(b[p + 1 : p + 9], "big"), p + 9
+    raise RdbFormatError("bad length")
+
+
+def _fstr(b: bytes, p: int) -> int:
+    x = b[p]
+    k = x >> 6
+    if k == 0:
+        return p + 1 + (x & 0x3F)
+    if k == 1:
+        return p + 2 + (((x & 0x3F) << 8) | b[p + 1])
+    if k == 3:
+        e = x & 0x3F
+        if e < 3:
+            return p + (2, 3, 5)[e]  # int8, int16, int32 after the encoding byte
+        if e == 3:
+            clen, p = _flen(b, p + 1)
+            _, p = _flen(b, p)
+            return p + clen
+        raise RdbFormatError("bad string encoding")
+    n, p = _flen(b, p)
+    return p + n
+
+
+def _fvalue(b: bytes, p: int, t: int) -> int:
+    if t in _ONE_STRING:
+        return _fstr(b, p)
+    n, p = _flen(b, p)
+    if t in _STRINGS:
+        for _ in range(n):
+            p = _fstr(b, p)
+    elif t == 4:
+        for _ in range(2 * n):
+            p = _fstr(b, p)
+    elif t == 5:
+        for _ in range(n):
+            p = _fstr(b, p) + 8
+    else:  # 18: quicklist 2, container kind + listpack per node
+        for _ in range(n):
+            _, p = _flen(b, p)
+            p = _fstr(b, p)
+    return p
+
+
 def walk(f: Feed) -> Walked:
     """Parse from the magic up to and including the EOF opcode."""
     w = Walked()
@@ -218,6 +291,48 @@ def walk(f: Feed) -> Walked:
     db = 0
     expiring = False
     while True:
+        buf, pos = f.buf, f.pos
+        if len(buf) - pos <= MARGIN and f.top_up():
+            buf, pos = f.buf, f.pos
+        blen = len(buf)
+        limit = blen if f.ended else blen - MARGIN
+        nk = nx = 0
+        while pos < limit:  # the fast loop: whole entries inside the buffer
+            t = buf[pos]
+            try:
+                if t == 0xFC:  # expire time in ms, then the entry
+                    if pos + 9 > blen:
+                        break
+                    pos += 9
+                    expiring = True
+                    continue
+                if t == 0xF8:  # LRU idle time
+                    pos = _flen(buf, pos + 1)[1]
+                    continue
+                if t == 0xF9:  # LFU counter
+                    if pos + 2 > blen:
+                        break
+                    pos += 2
+                    continue
+                if t not in _FAST_TYPES:
+                    break
+                end = _fvalue(buf, _fstr(buf, pos + 1), t)
+            except (IndexError, RdbFormatError):
+                break
+            if end > blen:
+                break
+            pos = end
+            nk += 1
+            if expiring:
+                nx += 1
+                expiring = False
+        f.pos = pos
+        if nk:
+            w.keys[db] = w.keys.get(db, 0) + nk
+        if nx:
+            w.expires[db] = w.expires.get(db, 0) + nx
+        if pos >= limit and not f.ended:
+            continue  # top up the buffer and go on fast
         t = f.byte()
         if t == 0xFF:
             w.eof_at = f.offset

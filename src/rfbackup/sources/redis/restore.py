@@ -8,14 +8,17 @@ anything touches the target.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from pydantic import SecretStr
 
 from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
@@ -207,7 +210,7 @@ def restore_remote(
     replace: bool = False,
     dbs: Iterable[int] | None = None,
     match: str | None = None,
-    batch: int = 500,
+    batch: int = 1000,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Load the snapshot into a throwaway local redis-server, then replay its keys into
@@ -237,7 +240,7 @@ def restore_remote(
     return {"target": target.display, "restored": restored, "replace": replace, "match": match}
 
 
-def _keys(scratch: Any, db: int, match: str | None) -> Iterable[bytes]:
+def _keys(scratch: Any, db: int, match: str | None) -> Iterator[bytes]:
     c = scratch.client(db=db)
     yield from c.scan_iter(match=match, count=1000)
     c.close()
@@ -281,41 +284,52 @@ def _replay(
     batch: int,
     progress: Callable[[int, int], None] | None,
 ) -> int:
-    src = scratch.client(db=db)
-    tgt = client(target, db=db)
-    done = 0
-    pending: list[bytes] = []
+    """DUMP + PTTL from the scratch server, RESTORE into the target, ``batch`` keys a round."""
+    from rfbackup.sources.redis.resp import RespPipe
 
-    def flush() -> None:
-        nonlocal done
-        pipe = src.pipeline(transaction=False)
-        for k in pending:
-            pipe.dump(k)
-            pipe.pttl(k)
-        got = pipe.execute()
-        out = tgt.pipeline(transaction=False)
-        n = 0
-        for i, k in enumerate(pending):
-            value, ttl = got[2 * i], got[2 * i + 1]
-            if value is None or ttl == -2:
-                continue  # expired in the scratch server meanwhile
-            out.restore(k, max(ttl, 0), value, replace=replace)
-            n += 1
+    scratch_target = RedisTarget(port=scratch.port, password=SecretStr(scratch.password))
+    with one_line_errors(target, f"replaying db {db}"):
+        src = RespPipe(scratch_target, db)
+        tgt = RespPipe(target, db)
+    done = 0
+    tail = [b"REPLACE"] if replace else []
+    keys = _keys(scratch, db, match)
+    in_flight = 0  # RESTOREs sent, replies not read: the target works while we DUMP more
+
+    def collect() -> None:
+        nonlocal done, in_flight
+        if not in_flight:
+            return
         with one_line_errors(target, f"RESTORE into db {db}"):
-            out.execute()
-        done += n
-        pending.clear()
+            replies = tgt.receive(in_flight)
+        errors = [r for r in replies if isinstance(r, tgt.error_type)]
+        if errors:
+            raise RestoreError(
+                f"restore into redis {target.display}: RESTORE in db {db} failed for "
+                f"{len(errors)} keys ({errors[0]}); keys restored so far stay"
+            )
+        done += in_flight
+        in_flight = 0
         if progress is not None:
             progress(db, done)
 
-    for key in _keys(scratch, db, match):
-        pending.append(key)
-        if len(pending) >= batch:
-            flush()
-    if pending:
-        flush()
-    src.close()
-    tgt.close()
+    try:
+        while pending := list(itertools.islice(keys, batch)):
+            got = src.run([c for k in pending for c in ([b"DUMP", k], [b"PTTL", k])])
+            cmds = []
+            for i, k in enumerate(pending):
+                value, ttl = got[2 * i], got[2 * i + 1]
+                if value is None or ttl == -2:
+                    continue  # expired in the scratch server meanwhile
+                cmds.append([b"RESTORE", k, b"%d" % max(ttl, 0), value, *tail])
+            collect()
+            with one_line_errors(target, f"RESTORE into db {db}"):
+                tgt.send(cmds)
+            in_flight = len(cmds)
+        collect()
+    finally:
+        src.close()
+        tgt.close()
     return done
 
 
