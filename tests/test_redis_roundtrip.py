@@ -21,7 +21,7 @@ PASSWORD = "s3cret-redis-pw"
 
 
 def target_of(r: ThrowawayRedis) -> RedisTarget:
-    return RedisTarget(host="127.0.0.1", port=r.port, password=SecretStr(r.password or ""))
+    return RedisTarget(port=r.port, password=SecretStr(r.password) if r.password else None)
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,19 @@ def test_remote_partial_restore_merges_one_db_and_pattern(
         assert got[3] == {**want, b"current": got[3][b"current"]}
         assert sorted(got) == [3, 4]
         assert dest.client(db=3).get("current") == b"kept"
+
+
+def test_verify_load_matches_the_live_server_and_catches_a_changed_one(
+    source: ThrowawayRedis, snapshot: Path
+) -> None:
+    from rfbackup.errors import IntegrityError
+    from rfbackup.sources.redis.verify_load import verify_load
+
+    with open(snapshot, "rb") as fh:
+        result = verify_load(fh, target_of(source), sample=10)
+    assert result["dbsize"] == {str(db): 91 + (db == 0) for db in range(16)}
+    assert result["sampled"] == 160 and result["sampled_differ"] == 0
+    with ThrowawayRedis() as other:  # same key names, other values: the sample must see it
+        fill(other, per_db=20)
+        with open(snapshot, "rb") as fh, pytest.raises(IntegrityError, match="sampled keys"):
+            verify_load(fh, target_of(other), sample=10)
