@@ -16,7 +16,7 @@ with the password in its environment only (``REDISCLI_AUTH``):
 
 Every run waits the server's repl-diskless-sync-delay before the first byte; it is reported
 separately ("delay") and the ratios are given with and without it. Peak RSS comes from
-wait4(). A report, not a test: the exit code is non-zero only when a step itself failed.
+/usr/bin/time. A report, not a test: the exit code is non-zero only when a step itself failed.
 """
 
 from __future__ import annotations
@@ -66,14 +66,16 @@ def fill(r: ThrowawayRedis, keys: int, seed: int = 1) -> None:
 
 
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"step failed: {argv}")
-    return elapsed, usage.ru_maxrss
+    """Wall seconds and peak RSS (KiB, from ``/usr/bin/time -f %M``) of one child process."""
+    with tempfile.NamedTemporaryFile(prefix="rfbackup-bench-rss-") as rss:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv], env=env, stdout=subprocess.DEVNULL
+        )
+        elapsed = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"step failed: {argv}")
+        return elapsed, int(Path(rss.name).read_text().split()[-1])
 
 
 def ours(port: int, dest: str, check: bool) -> None:
@@ -101,7 +103,7 @@ def ours(port: int, dest: str, check: bool) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--keys", type=int, default=2_000_000)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)

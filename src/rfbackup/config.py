@@ -219,6 +219,9 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password")
     )
+    redis_tls_ca_file: Path | None = Field(  # CA bundle for rediss:// (default: the system's)
+        default=None, validation_alias=AliasChoices("REDIS_TLS_CA_FILE", "redis_tls_ca_file")
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -421,11 +424,13 @@ class RedisTarget:
     password: SecretStr | None = None
     db: int | None = None  # the database named in the URL; None: all of them
     tls: bool = False
+    tls_ca_file: Path | None = None  # None: the system's CA store
 
     @classmethod
     def from_settings(cls, s: Settings) -> RedisTarget:
         if s.redis_url is not None:
-            return cls.from_url(s.redis_url.get_secret_value(), fallback_password=s.redis_password)
+            t = cls.from_url(s.redis_url.get_secret_value(), fallback_password=s.redis_password)
+            return replace(t, tls_ca_file=s.redis_tls_ca_file)
         return cls(
             host=s.redis_host or "127.0.0.1",
             port=s.redis_port or 6379,

@@ -34,6 +34,7 @@ class ThrowawayRedis:
     renamed: dict[str, str] = field(default_factory=dict)  # {"SYNC": ""} disables SYNC
     settings: dict[str, str] = field(default_factory=dict)
     dbfilename: str = "dump.rdb"
+    tls: bool = False  # serve TLS only, with a self-signed certificate for 127.0.0.1
     port: int = 0
     root: Path = Path()
     proc: subprocess.Popen[bytes] | None = None
@@ -68,6 +69,16 @@ class ThrowawayRedis:
             "repl-diskless-sync-delay": "0",  # tests: no 5 s wait for more replicas
             **self.settings,
         }
+        if self.tls:
+            self._make_certificate()
+            lines |= {
+                "port": "0",
+                "tls-port": str(self.port),
+                "tls-cert-file": str(self.cert),
+                "tls-key-file": str(self.root / "tls.key"),
+                "tls-ca-cert-file": str(self.cert),
+                "tls-auth-clients": "no",
+            }
         text = "".join(f"{k} {v}\n" for k, v in lines.items())
         if self.password is not None:
             text += f"requirepass {_quote(self.password)}\n"
@@ -79,6 +90,21 @@ class ThrowawayRedis:
         fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+
+    @property
+    def cert(self) -> Path:
+        """The server's self-signed certificate: the CA file a client trusts."""
+        return self.root / "tls.crt"
+
+    def _make_certificate(self) -> None:
+        if self.cert.exists():
+            return
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(self.root / "tls.key"), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def start(self, *extra: str) -> ThrowawayRedis:
         """Start the server (``extra``: non-secret overrides such as ``--appendonly no``)."""
@@ -121,6 +147,8 @@ class ThrowawayRedis:
         from redis.retry import Retry
 
         user, pw = self.acl_user if self.acl_user else (None, self.password)
+        if self.tls:
+            kw |= {"ssl": True, "ssl_ca_certs": str(self.cert)}
         return redis.Redis(
             host="127.0.0.1",
             port=self.port,
@@ -137,7 +165,8 @@ class ThrowawayRedis:
             auth = f"{self.acl_user[0]}:{self.acl_user[1]}@"
         elif self.password:
             auth = f":{self.password}@"
-        return f"redis://{auth}127.0.0.1:{self.port}" + (f"/{db}" if db is not None else "")
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}" + (f"/{db}" if db is not None else "")
 
     def stop(self) -> None:
         """SHUTDOWN NOSAVE, then wait for the process; kill it if it will not go."""

@@ -30,6 +30,7 @@ def client(target: RedisTarget, db: int = 0, timeout: float | None = 60.0) -> An
         username=target.username,
         password=target.password.get_secret_value() if target.password else None,
         ssl=target.tls,
+        ssl_ca_certs=str(target.tls_ca_file) if target.tls_ca_file else None,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),  # fail at once: no hidden retries with backoff
@@ -82,7 +83,7 @@ def open_socket(target: RedisTarget, timeout: float) -> socket.socket:
     try:
         sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT)
         if target.tls:
-            ctx = ssl.create_default_context()
+            ctx = ssl.create_default_context(cafile=target.tls_ca_file)
             sock = ctx.wrap_socket(sock, server_hostname=target.host)
         sock.settimeout(timeout)
     except OSError as exc:
