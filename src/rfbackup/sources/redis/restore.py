@@ -72,11 +72,14 @@ def restore_files(
             | c.config_get("dbfilename").items()
             | c.config_get("appendonly").items()
             | c.config_get("appenddirname").items()
+            | c.config_get("appendfilename").items()
         }
     c.close()
     folder = Path(conf["dir"])
     dump = folder / conf["dbfilename"]
+    # Redis 7 keeps its AOF in a directory; Redis 6 in one file (appendfilename) in dir.
     aof_dir = folder / conf.get("appenddirname", "appendonlydir")
+    aof_file = folder / conf.get("appendfilename", "appendonly.aof")
     aof_on = conf["appendonly"] == "yes"
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     incoming = folder / f".{conf['dbfilename']}.restore-{secrets.token_hex(4)}"
@@ -90,7 +93,7 @@ def restore_files(
         incoming.unlink(missing_ok=True)
         raise
     try:
-        for p in (dump, aof_dir):
+        for p in (dump, aof_dir, aof_file):
             if p.exists():
                 dest = p.with_name(f"{p.name}.pre_restore_{stamp}")
                 p.rename(dest)
@@ -102,7 +105,7 @@ def restore_files(
         if aof_on:
             _enable_aof(t, wait_seconds)
     except BaseException as exc:
-        _put_back(server, stop, dump, aof_dir, aside, stamp, incoming)
+        _put_back(server, stop, (dump, aof_dir, aof_file), aside, stamp, incoming)
         if isinstance(exc, RestoreError):
             raise
         raise RestoreError(
@@ -174,8 +177,7 @@ def _enable_aof(t: RedisTarget, wait_seconds: float) -> None:
 def _put_back(
     server: LocalServer,
     stop: Callable[[], None],
-    dump: Path,
-    aof_dir: Path,
+    ours: tuple[Path, ...],
     aside: list[tuple[Path, Path]],
     stamp: str,
     incoming: Path,
@@ -183,7 +185,7 @@ def _put_back(
     with contextlib.suppress(Exception):
         stop()
     incoming.unlink(missing_ok=True)
-    for p in (dump, aof_dir):  # what the failed attempt left: kept aside, not deleted
+    for p in ours:  # what the failed attempt left: kept aside, not deleted
         if p.exists():
             p.rename(p.with_name(f"{p.name}.failed_restore_{stamp}"))
     for original, dest in aside:
