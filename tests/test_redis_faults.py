@@ -194,3 +194,18 @@ def test_interrupted_remote_restore_then_rerun_with_replace_completes(tmp_path: 
     servers = [a for a in seen_argv if b"redis-server" in a]
     assert len(servers) >= 2  # the target and the scratch server
     assert not [a for a in seen_argv if PASSWORD.encode() in a or b"requirepass" in a]
+
+
+def test_acl_user_from_the_url_takes_the_snapshot(tmp_path: Path) -> None:
+    with ThrowawayRedis(password="default-pw", acl_user=("backup", "acl-pw")) as r:
+        r.client().set("k", "v")
+        target = RedisTarget.from_url(f"redis://backup:acl-pw@127.0.0.1:{r.port}")
+        src = RedisSource(target)
+        snap = backup_to(src, tmp_path / "snap.rdb")
+        assert src.manifest_section()["keys"] == {"0": 1}
+        assert check_file(snap).keys == {0: 1}
+        # The same user with the default user's password is refused, in one line.
+        wrong = RedisTarget.from_url(f"redis://backup:default-pw@127.0.0.1:{r.port}")
+        with pytest.raises(SourceError, match="authentication failed") as err:
+            backup_to(RedisSource(wrong), tmp_path / "other.rdb")
+        assert "default-pw" not in str(err.value)
