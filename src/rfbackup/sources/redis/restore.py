@@ -1,0 +1,348 @@
+"""Restore an RDB snapshot: into a Redis whose files we control, or into any Redis by
+DUMP/RESTORE through a throwaway local server.
+
+Both check the snapshot (CRC64, structure, counts) while writing it to local disk, before
+anything touches the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydantic import SecretStr
+
+from rfbackup.config import RedisTarget
+from rfbackup.errors import RestoreError
+from rfbackup.sources.redis.check import RdbCheck, RdbSummary
+from rfbackup.sources.redis.connection import client, keyspace, one_line_errors
+
+CHUNK = 1 << 20
+
+
+def write_checked(plaintext: BinaryIO, path: Path) -> RdbSummary:
+    """Copy the snapshot to ``path`` (new, 0600) while checking it; removed when bad."""
+    check = RdbCheck("the Redis snapshot")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := plaintext.read(CHUNK):
+                check.feed(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        return check.finish()
+    except BaseException:
+        check.abort()
+        path.unlink(missing_ok=True)
+        raise
+
+
+# --- a Redis whose files we control ------------------------------------------------------
+
+
+@dataclass
+class LocalServer:
+    """How to stop and start the Redis we restore into. ``start(extra_args)`` starts it
+    (with non-secret overrides such as ``--appendonly no``) and returns once it is up;
+    ``stop()`` defaults to ``SHUTDOWN NOSAVE`` and waiting for the port to close."""
+
+    target: RedisTarget
+    start: Callable[[list[str]], object]
+    stop: Callable[[], None] | None = None
+
+
+def restore_files(
+    plaintext: BinaryIO, server: LocalServer, *, wait_seconds: float = 300.0
+) -> dict[str, Any]:
+    t = server.target
+    c = client(t)
+    with one_line_errors(t, "reading the server's configuration"):
+        conf = {
+            _text(k): _text(v)
+            for k, v in c.config_get("dir").items()
+            | c.config_get("dbfilename").items()
+            | c.config_get("appendonly").items()
+            | c.config_get("appenddirname").items()
+            | c.config_get("appendfilename").items()
+        }
+    c.close()
+    folder = Path(conf["dir"])
+    dump = folder / conf["dbfilename"]
+    # Redis 7 keeps its AOF in a directory; Redis 6 in one file (appendfilename) in dir.
+    aof_dir = folder / conf.get("appenddirname", "appendonlydir")
+    aof_file = folder / conf.get("appendfilename", "appendonly.aof")
+    aof_on = conf["appendonly"] == "yes"
+    stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+    incoming = folder / f".{conf['dbfilename']}.restore-{secrets.token_hex(4)}"
+    summary = write_checked(plaintext, incoming)  # the live server is untouched so far
+
+    aside: list[tuple[Path, Path]] = []
+    stop = server.stop or (lambda: _shutdown(t, wait_seconds))
+    try:
+        stop()
+    except BaseException:
+        incoming.unlink(missing_ok=True)
+        raise
+    try:
+        for p in (dump, aof_dir, aof_file):
+            if p.exists():
+                dest = p.with_name(f"{p.name}.pre_restore_{stamp}")
+                p.rename(dest)
+                aside.append((p, dest))
+        incoming.rename(dump)
+        _fsync_dir(folder)
+        server.start(["--appendonly", "no"] if aof_on else [])
+        loaded = _verify_loaded(t, summary)
+        if aof_on:
+            _enable_aof(t, wait_seconds)
+    except BaseException as exc:
+        _put_back(server, stop, (dump, aof_dir, aof_file), aside, stamp, incoming)
+        if isinstance(exc, RestoreError):
+            raise
+        raise RestoreError(
+            f"restore into redis {t.display} failed ({exc}); the previous files were put back"
+        ) from None
+    return {
+        "dir": str(folder),
+        "moved_aside": [str(dest) for _, dest in aside],
+        "keys": loaded,
+        "appendonly": aof_on,
+    }
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _shutdown(t: RedisTarget, wait_seconds: float) -> None:
+    import redis
+
+    c = client(t, timeout=wait_seconds)
+    with contextlib.suppress(redis.ConnectionError):
+        c.shutdown(nosave=True)
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            client(t, timeout=1).ping()
+        except redis.ConnectionError:
+            return
+        time.sleep(0.05)
+    raise RestoreError(f"redis {t.display} did not stop within {wait_seconds:.0f} s")
+
+
+def _verify_loaded(t: RedisTarget, summary: RdbSummary) -> dict[str, int]:
+    """Every key of the snapshot is there, except those that expired before loading."""
+    c = client(t)
+    with one_line_errors(t, "verifying the restored keys"):
+        info = c.info("keyspace") | c.info("persistence")
+    c.close()
+    loaded = keyspace(info)
+    expired = int(info.get("rdb_last_load_keys_expired", 0))
+    missing = summary.total_keys - sum(loaded.values())
+    if missing != expired or any(loaded.get(db, 0) > n for db, n in summary.keys.items()):
+        raise RestoreError(
+            f"restore into redis {t.display}: {sum(loaded.values())} keys loaded, the snapshot "
+            f"holds {summary.total_keys} ({expired} expired on load)"
+        )
+    return {str(db): n for db, n in sorted(loaded.items())}
+
+
+def _enable_aof(t: RedisTarget, wait_seconds: float) -> None:
+    """AOF on again: CONFIG SET appendonly yes, then wait for the rewrite to finish."""
+    c = client(t)
+    with one_line_errors(t, "turning AOF back on"):
+        c.config_set("appendonly", "yes")
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            p = c.info("persistence")
+            if not p["aof_rewrite_in_progress"] and not p["aof_rewrite_scheduled"]:
+                break
+            if time.monotonic() > deadline:
+                raise RestoreError(f"redis {t.display}: the AOF rewrite did not finish")
+            time.sleep(0.05)
+    c.close()
+    if p["aof_last_bgrewrite_status"] != "ok" or not p["aof_enabled"]:
+        raise RestoreError(f"redis {t.display}: the AOF rewrite failed")
+
+
+def _put_back(
+    server: LocalServer,
+    stop: Callable[[], None],
+    ours: tuple[Path, ...],
+    aside: list[tuple[Path, Path]],
+    stamp: str,
+    incoming: Path,
+) -> None:
+    with contextlib.suppress(Exception):
+        stop()
+    incoming.unlink(missing_ok=True)
+    for p in ours:  # what the failed attempt left: kept aside, not deleted
+        if p.exists():
+            p.rename(p.with_name(f"{p.name}.failed_restore_{stamp}"))
+    for original, dest in aside:
+        dest.rename(original)
+    with contextlib.suppress(Exception):
+        server.start([])
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- any Redis, by DUMP/RESTORE ---------------------------------------------------------
+
+
+def restore_remote(
+    plaintext: BinaryIO,
+    target: RedisTarget,
+    *,
+    replace: bool = False,
+    dbs: Iterable[int] | None = None,
+    match: str | None = None,
+    batch: int = 1000,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Load the snapshot into a throwaway local redis-server, then replay its keys into
+    ``target`` (all databases, or ``dbs``; every key, or those matching ``match``)."""
+    from rfbackup.sandbox.redis import ThrowawayRedis
+
+    scratch = ThrowawayRedis(password=secrets.token_hex(16))
+    try:
+        scratch.write_conf()
+        write_checked(plaintext, scratch.data_dir / scratch.dbfilename)
+        scratch.start()
+        src = scratch.client()
+        wanted = set(dbs) if dbs is not None else None
+        source_dbs = {
+            db: n
+            for db, n in keyspace(src.info("keyspace")).items()
+            if wanted is None or db in wanted
+        }
+        src.close()
+        _refuse_non_empty(scratch, target, source_dbs, match, replace)
+        restored: dict[str, int] = {}
+        for db in sorted(source_dbs):
+            restored[str(db)] = _replay(scratch, target, db, match, replace, batch, progress)
+    finally:
+        scratch.cleanup()
+    _verify_remote(target, restored, match)
+    return {"target": target.display, "restored": restored, "replace": replace, "match": match}
+
+
+def _keys(scratch: Any, db: int, match: str | None) -> Iterator[bytes]:
+    c = scratch.client(db=db)
+    yield from c.scan_iter(match=match, count=1000)
+    c.close()
+
+
+def _refuse_non_empty(
+    scratch: Any, target: RedisTarget, dbs: dict[int, int], match: str | None, replace: bool
+) -> None:
+    if replace:
+        return
+    busy: list[str] = []
+    for db in sorted(dbs):
+        tgt = client(target, db=db)
+        with one_line_errors(target, "checking the target"):
+            if match is None:
+                n = tgt.dbsize()
+                if n:
+                    busy.append(f"db {db} holds {n} keys")
+            else:  # a partial restore merges: refuse only keys that exist on both sides
+                clash = 0
+                keys = list(_keys(scratch, db, match))
+                for i in range(0, len(keys), 1000):
+                    clash += tgt.exists(*keys[i : i + 1000])
+                if clash:
+                    busy.append(f"db {db} already holds {clash} of the keys matching {match!r}")
+        tgt.close()
+    if busy:
+        raise RestoreError(
+            f"refusing to restore into redis {target.host}:{target.port}: "
+            + "; ".join(busy)
+            + " (use replace to overwrite them)"
+        )
+
+
+def _replay(
+    scratch: Any,
+    target: RedisTarget,
+    db: int,
+    match: str | None,
+    replace: bool,
+    batch: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
+    """DUMP + PTTL from the scratch server, RESTORE into the target, ``batch`` keys a round."""
+    from rfbackup.sources.redis.resp import RespPipe
+
+    scratch_target = RedisTarget(port=scratch.port, password=SecretStr(scratch.password))
+    with one_line_errors(target, f"replaying db {db}"):
+        src = RespPipe(scratch_target, db)
+        tgt = RespPipe(target, db)
+    done = 0
+    tail = [b"REPLACE"] if replace else []
+    keys = _keys(scratch, db, match)
+    in_flight = 0  # RESTOREs sent, replies not read: the target works while we DUMP more
+
+    def collect() -> None:
+        nonlocal done, in_flight
+        if not in_flight:
+            return
+        with one_line_errors(target, f"RESTORE into db {db}"):
+            replies = tgt.receive(in_flight)
+        errors = [r for r in replies if isinstance(r, tgt.error_type)]
+        if errors:
+            raise RestoreError(
+                f"restore into redis {target.display}: RESTORE in db {db} failed for "
+                f"{len(errors)} keys ({errors[0]}); keys restored so far stay"
+            )
+        done += in_flight
+        in_flight = 0
+        if progress is not None:
+            progress(db, done)
+
+    try:
+        while pending := list(itertools.islice(keys, batch)):
+            got = src.run([c for k in pending for c in ([b"DUMP", k], [b"PTTL", k])])
+            cmds = []
+            for i, k in enumerate(pending):
+                value, ttl = got[2 * i], got[2 * i + 1]
+                if value is None or ttl == -2:
+                    continue  # expired in the scratch server meanwhile
+                cmds.append([b"RESTORE", k, b"%d" % max(ttl, 0), value, *tail])
+            collect()
+            with one_line_errors(target, f"RESTORE into db {db}"):
+                tgt.send(cmds)
+            in_flight = len(cmds)
+        collect()
+    finally:
+        src.close()
+        tgt.close()
+    return done
+
+
+def _verify_remote(target: RedisTarget, restored: dict[str, int], match: str | None) -> None:
+    for db, n in restored.items():
+        tgt = client(target, db=int(db))
+        with one_line_errors(target, "verifying the restore"):
+            have = tgt.dbsize() if match is None else sum(1 for _ in tgt.scan_iter(match=match))
+        tgt.close()
+        if have < n:
+            raise RestoreError(
+                f"restore into redis {target.display}: db {db} holds {have} keys after "
+                f"replaying {n}"
+            )
