@@ -72,7 +72,12 @@ def _add(name: str) -> Callable[[Members], Members]:
     return change
 
 
-def _refused(cluster: Archiving, stored: Path, original: Members, change: Callable[[Members], Members], message: str) -> None:  # fmt: skip
+Change = Callable[[Members], Members]
+
+
+def _refused(
+    cluster: Archiving, stored: Path, original: Members, change: Change, message: str
+) -> None:
     _forge(stored, change(list(original)))
     data_dir = cluster.new_data_dir()
     r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
