@@ -16,6 +16,7 @@ import os
 import queue
 import tarfile
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,16 @@ QUEUE_CHUNKS = 8
 _END = object()
 
 
-class _Prefetcher(io.RawIOBase):
+class _Prefetcher:
     """The plaintext of a stored object, produced by a background thread."""
 
     def __init__(self, repo: Repository, entry: Entry, identities: list[Any]) -> None:
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_CHUNKS)
         self._stop = threading.Event()
         self._pending = memoryview(b"")
+        self._whole: bytes | None = None
         self._done = False
+        self.position = 0
         self.sha256: str | None = None
         self._thread = threading.Thread(
             target=self._run, args=(repo, entry, identities), name="pitr-read", daemon=True
@@ -72,30 +75,60 @@ class _Prefetcher(io.RawIOBase):
         except BaseException as exc:  # handed to the reading side, raised there
             self._put(exc)
 
-    def readable(self) -> bool:
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes (fewer only at the end); a whole queued chunk is passed on
+        without a copy."""
+        parts: list[bytes | memoryview] = []
+        want = n if n >= 0 else 1 << 62
+        while want > 0:
+            if not self._pending and not self._next():
+                break
+            if not parts and want >= len(self._pending) and self._whole is not None:
+                parts.append(self._whole)
+            else:
+                parts.append(self._pending[:want])
+            taken = min(want, len(self._pending))
+            self._pending = self._pending[taken:]
+            self._whole = None
+            want -= taken
+            self.position += taken
+        if len(parts) == 1 and isinstance(parts[0], bytes):
+            return parts[0]
+        return b"".join(parts)
+
+    def _next(self) -> bool:
+        if self._done:
+            return False
+        item = self._queue.get()
+        if item is _END:
+            self._done = True
+            return False
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        assert isinstance(item, bytes)
+        self._pending, self._whole = memoryview(item), item
         return True
 
-    def readinto(self, b: Any) -> int:
-        while not self._pending:
-            if self._done:
-                return 0
-            item = self._queue.get()
-            if item is _END:
-                self._done = True
-                return 0
-            if isinstance(item, BaseException):
-                self._done = True
-                raise item
-            assert isinstance(item, bytes)
-            self._pending = memoryview(item)
-        n = min(len(b), len(self._pending))
-        b[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+    # tarfile's random-access mode (no copying through its stream buffer) only ever
+    # seeks forward when members are read in order.
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self.position + offset
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self.position:
+            raise IntegrityError("base backup: the tar stream asks to seek backwards")
+        while self.position < target and self.read(min(CHUNK, target - self.position)):
+            pass
+        return self.position
 
     def drain(self) -> str | None:
         """Read to the end; returns the sha256 of the stored bytes."""
-        while self.readinto(bytearray(CHUNK)):
+        while self.read(CHUNK):
             pass
         self._thread.join()
         return self.sha256
@@ -103,7 +136,6 @@ class _Prefetcher(io.RawIOBase):
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        super().close()
 
 
 def _safe_member(member: tarfile.TarInfo) -> None:
@@ -114,14 +146,11 @@ def _safe_member(member: tarfile.TarInfo) -> None:
         raise IntegrityError(f"base backup holds {member.name!r}, which is not a plain file")
 
 
-def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> verify.Written:
-    src = tar.extractfile(member)
-    assert src is not None
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def _write(path: Path, mode: int, mtime: float, chunks: Iterable[bytes]) -> verify.Written:
     crc = size = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, member.mode & 0o777)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode & 0o777)
     try:
-        while chunk := src.read(CHUNK):
+        for chunk in chunks:
             view = memoryview(chunk)
             while view:
                 view = view[os.write(fd, view) :]
@@ -129,10 +158,17 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> ve
             size += len(chunk)
     finally:
         os.close(fd)
-    if size != member.size:
-        raise IntegrityError(f"base backup ends inside {member.name!r}")
-    os.utime(path, (member.mtime, member.mtime))
+    os.utime(path, (mtime, mtime))
     return verify.Written(size, crc)
+
+
+def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> verify.Written:
+    src = tar.extractfile(member)
+    assert src is not None
+    got = _write(path, member.mode, member.mtime, iter(lambda: src.read(CHUNK), b""))
+    if got.size != member.size:
+        raise IntegrityError(f"base backup ends inside {member.name!r}")
+    return got
 
 
 def extract(
@@ -146,14 +182,13 @@ def extract(
     assert entry.manifest is not None
     where = repo.describe(entry.name)
     files = total = 0
-    written: dict[str, verify.Written] = {}
-    manifest: bytes | None = None
     dirs: list[tuple[Path, int]] = []
+    written: dict[str, verify.Written] = {}
+    made: set[Path] = {data_dir}
     source = _Prefetcher(repo, entry, identities)
     try:
-        stream = io.BufferedReader(source, CHUNK)
         with (
-            tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar,
+            tarfile.open(fileobj=source, mode="r:") as tar,  # type: ignore[call-overload]
             Reporter("restoring the base backup", entry.manifest.data.raw_bytes) as progress,
         ):
             for member in tar:
@@ -165,17 +200,21 @@ def extract(
                 try:
                     if member.isdir():
                         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+                        made.add(path)
                         dirs.append((path, member.mode & 0o777))
                     else:
+                        if path.parent not in made:  # a file listed before its folder
+                            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                            made.add(path.parent)
                         written[name] = _write_file(tar, member, path)
-                        if name == verify.MANIFEST:
-                            manifest = path.read_bytes()
                 except OSError as exc:  # ours to write, not the backup's fault
                     raise storage_error(exc, str(path)) from None
                 files += 1
                 total += member.size
                 progress.advance(member.size + 512)
         sha256 = source.drain()
+        has = verify.MANIFEST in written
+        manifest = (data_dir / verify.MANIFEST).read_bytes() if has else None
     except tarfile.TarError as exc:
         raise IntegrityError(f"{where} is not a readable tar stream: {exc}") from None
     finally:
