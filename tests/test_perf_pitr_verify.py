@@ -80,7 +80,7 @@ def _refused(
 ) -> None:
     _forge(stored, change(list(original)))
     data_dir = cluster.new_data_dir()
-    r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+    r = cluster.run("pitr", "restore", "--latest", "--data-dir", str(data_dir))
     assert r.returncode == 6, r.stderr
     assert message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
@@ -98,7 +98,7 @@ def test_files_that_differ_from_backup_manifest_are_refused() -> None:
         # A copy re-packed unchanged restores: the forging itself is not what fails.
         _forge(stored, original)
         data_dir = cluster.new_data_dir()
-        r = cluster.run("pitr", "--latest", "--data-dir", str(data_dir))
+        r = cluster.run("pitr", "restore", "--latest", "--data-dir", str(data_dir))
         assert r.returncode == 0, r.stderr
         assert (data_dir / "global" / "pg_control").read_bytes() == dict(
             (m.name, d) for m, d in original
