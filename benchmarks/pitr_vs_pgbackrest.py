@@ -4,7 +4,7 @@
 
 1. base backup: `rfbackup backup base` vs `pgbackrest backup --type=full` (zstd, process-max=2,
    start-fast), both waiting for their own WAL archive (the cluster archives into both);
-2. restore: `rfbackup pitr restore --latest --data-dir D` (sha256 + pg_verifybackup included) vs
+2. restore: `rfbackup pitr restore --latest --data-dir D` (sha256 + backup_manifest check) vs
    `pgbackrest restore`; both restored directories are started and their row counts compared;
 3. wal-push of N real segments to a local repository, as PostgreSQL's archiver would call it
    (one command per .ready file, in order, `sh -c` from the data directory), with no async

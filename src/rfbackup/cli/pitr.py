@@ -113,7 +113,11 @@ def restore(
         ),
     ] = None,
     no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Skip pg_verifybackup on the restored files.")
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="Skip checking the restored files against backup_manifest (sha256 is checked).",
+        ),
     ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,

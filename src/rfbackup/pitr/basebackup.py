@@ -4,7 +4,7 @@
            -> wait until WAL start..stop is archived -> manifest LAST (the commit point)
 
 The tar holds the WAL the copy needs to be consistent (``-X fetch``) and PostgreSQL's own
-``backup_manifest``, which ``pitr`` checks with ``pg_verifybackup`` after restoring. A backup
+``backup_manifest``, which ``pitr`` checks the files against while extracting. A backup
 whose WAL never reaches the archive is deleted: without that WAL, no recovery can start
 from it, so it must not look like a backup.
 """

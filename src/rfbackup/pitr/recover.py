@@ -1,7 +1,7 @@
 """``rfbackup pitr``: restore a base backup into an empty data directory and replay WAL to a
 target, refusing before anything is written when the backup or the WAL is not there.
 
-    choose backup -> check the WAL chain -> extract (sha256-checked) -> pg_verifybackup
+    choose backup -> check the WAL chain -> extract (sha256- and backup_manifest-checked)
         -> postgresql.auto.conf + recovery.signal -> [start, wait for promotion, report]
 """
 
@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import tarfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,11 +22,12 @@ from typing import Any
 from rfbackup import catalog
 from rfbackup.catalog import Entry
 from rfbackup.config import Settings
-from rfbackup.errors import ConfigError, IntegrityError, NotFound, RestoreError
+from rfbackup.errors import ConfigError, NotFound, RestoreError
 from rfbackup.logs import log
 from rfbackup.pitr import chain
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.pitr.basebackup import COMPONENT, PREFIX, wal_range
+from rfbackup.pitr.extract import extract
 from rfbackup.pitr.setup import absolute_url, config_prefix, rfbackup_command, write_auto_conf
 from rfbackup.pitr.walcmd import PREFETCH_DIR
 from rfbackup.pitr.walnames import Segment, format_lsn, parse_lsn
@@ -166,71 +166,6 @@ def check_wal(archive: WalArchive, backup: Entry, target: Target) -> chain.Chain
 
 
 # -- restoring the files ------------------------------------------------------------------
-
-
-def _safe_member(member: tarfile.TarInfo) -> None:
-    parts = Path(member.name).parts
-    if member.name.startswith("/") or ".." in parts:
-        raise IntegrityError(f"base backup holds an unsafe path {member.name!r}")
-    if not (member.isfile() or member.isdir()):
-        raise IntegrityError(f"base backup holds {member.name!r}, which is not a plain file")
-
-
-def extract(
-    repo: Repository, entry: Entry, data_dir: Path, identities: list[Any]
-) -> tuple[int, int]:
-    """Unpack the base backup into ``data_dir``; returns (files, bytes). Raises
-    IntegrityError if the stored bytes differ from the manifest's sha256."""
-    from rfbackup.pipeline import HashingReader
-    from rfbackup.restore import Located, plaintext
-    from rfbackup.storage.local import storage_error
-
-    assert entry.manifest is not None
-    where = repo.describe(entry.name)
-    files = total = 0
-    with repo.open(entry.name) as raw_stream:
-        raw = HashingReader(raw_stream)
-        try:
-            with (
-                plaintext(Located(repo, entry), raw, identities) as stream,
-                tarfile.open(fileobj=stream, mode="r|", bufsize=1024 * 1024) as tar,
-            ):
-                tar.copybufsize = 1024 * 1024  # type: ignore[attr-defined]
-                with Reporter("restoring the base backup", entry.manifest.data.raw_bytes) as p:
-                    for member in tar:
-                        _safe_member(member)
-                        try:
-                            if hasattr(tarfile, "data_filter"):
-                                tar.extract(member, data_dir, filter="fully_trusted")
-                            else:
-                                tar.extract(member, data_dir)
-                        except OSError as exc:  # ours to write, not the backup's fault
-                            raise storage_error(exc, str(data_dir / member.name)) from None
-                        files += 1
-                        total += member.size
-                        p.advance(member.size + 512)
-                while raw.read(1024 * 1024):
-                    pass
-        except tarfile.TarError as exc:
-            raise IntegrityError(f"{where} is not a readable tar stream: {exc}") from None
-    if raw.sha256 != entry.manifest.sha256:
-        raise IntegrityError(f"{where} does not match its manifest's sha256: corrupted in storage")
-    return files, total
-
-
-def verify_files(data_dir: Path, bin_dir: Path | None, major: int) -> None:
-    """PostgreSQL's own check of the restored files against the backup's backup_manifest."""
-    from rfbackup.sources.postgres import tools
-
-    if not (data_dir / "backup_manifest").exists():
-        return
-    program = tools.find("pg_verifybackup", bin_dir, major)
-    proc = subprocess.run(
-        [program, "--quiet", "--no-parse-wal", str(data_dir)], capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        raise IntegrityError(f"pg_verifybackup: {lines[-1] if lines else 'failed'}")
 
 
 def owner_of(name: str | None) -> pwd.struct_passwd:
@@ -440,9 +375,7 @@ def pitr(settings: Settings, req: Request) -> Outcome:
     data_dir.mkdir(mode=0o700, exist_ok=True)
     log.info("restoring %s into %s for recovery to %s", backup.name, data_dir, outcome.target)
     try:
-        outcome.files, outcome.bytes = extract(repo, backup, data_dir, identities)
-        if req.verify:
-            verify_files(data_dir, settings.pg_bin, major)
+        outcome.files, outcome.bytes = extract(repo, backup, data_dir, identities, req.verify)
         values = {
             "restore_command": (
                 f"{config_prefix()}{rfbackup_command()} wal-fetch "

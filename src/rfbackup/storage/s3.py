@@ -60,7 +60,8 @@ class S3Writer:
         self.repo = repo
         self.key = key
         self.full = repo.full_key(key)
-        self._buf = bytearray()
+        self._chunks: list[memoryview] = []  # the part being filled
+        self._filled = 0
         self._pending: deque[Future[dict[str, Any]]] = deque()
         self._parts: list[dict[str, Any]] = []
         self._part_size = repo.settings.part_size
@@ -76,12 +77,22 @@ class S3Writer:
         self._pool = ThreadPoolExecutor(repo.settings.concurrency, thread_name_prefix="s3-part")
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._buf += data
-        while len(self._buf) >= self._part_size:
-            part = bytes(self._buf[: self._part_size])
-            del self._buf[: self._part_size]
-            self._upload(part)
-        return len(data)
+        n = len(data)
+        # bytes cannot change under us, so parts may point into them (one copy, the join);
+        # a buffer the caller may reuse is copied first.
+        view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
+        while len(view) >= self._part_size - self._filled:
+            cut = self._part_size - self._filled
+            self._chunks.append(view[:cut])
+            view = view[cut:]
+            body = b"".join(self._chunks)
+            self._chunks.clear()  # before waiting for a slot: the part is in memory once
+            self._filled = 0
+            self._upload(body)
+        if view:
+            self._chunks.append(view)
+            self._filled += len(view)
+        return n
 
     def _upload(self, body: bytes) -> None:
         if self._upload_id is None:
@@ -91,8 +102,13 @@ class S3Writer:
             raise StorageError(f"{self.key}: more than {MAX_PARTS} parts; raise part_size")
         if number % 1000 == 0:  # parts grow with the object: 10,000 parts cover several TB
             self._part_size *= 2
+        for fut in self._pending:  # a failed part stops the write now, not parts later
+            if fut.done() and fut.exception() is not None:
+                fut.result()
         self._pending.append(self._pool.submit(self._put_part, number, body))
-        while len(self._pending) >= self.repo.settings.concurrency:
+        # ``concurrency`` parts go up while the next one fills: at most concurrency + 1 parts
+        # are in memory.
+        while len(self._pending) > self.repo.settings.concurrency:
             self._parts.append(self._pending.popleft().result())
 
     def _put_part(self, number: int, body: bytes) -> dict[str, Any]:
@@ -111,9 +127,10 @@ class S3Writer:
     def commit(self) -> None:
         where = self.repo.describe(self.key)
         try:
-            if self._buf or not (self._parts or self._pending):
-                self._upload(bytes(self._buf))  # the last part may be smaller than 5 MiB
-            self._buf.clear()
+            if self._filled or not (self._parts or self._pending):
+                self._upload(b"".join(self._chunks))  # the last part may be under 5 MiB
+            self._chunks.clear()
+            self._filled = 0
             while self._pending:
                 self._parts.append(self._pending.popleft().result())
             if self.repo.stat(self.key) is not None:
@@ -139,7 +156,8 @@ class S3Writer:
             fut.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
-        self._buf.clear()
+        self._chunks.clear()
+        self._filled = 0
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             # If the server is gone, `rfbackup list` shows the upload as abandoned and the
