@@ -56,7 +56,7 @@ def created_databases(pg: ThrowawayPostgres, since: int) -> list[str]:
     with open(pg.root / "server.log", "rb") as fh:
         fh.seek(since)
         text = fh.read().decode(errors="replace")
-    return re.findall(r"statement: (CREATE DATABASE [^\n]*)", text, re.I)
+    return re.findall(r"(?:statement|execute [^:\n]*): (CREATE DATABASE [^\n]*)", text, re.I)
 
 
 @pytest.fixture(scope="session")
