@@ -347,3 +347,14 @@ def test_local_errors_and_edges(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="another write is in progress"):
         repo.writer("y")
     w.abort()
+
+
+def test_local_listing_by_prefix_among_other_files(tmp_path: Path) -> None:
+    repo = LocalRepository(tmp_path / "r")
+    for i in range(10):
+        put(repo.root, f"q{i}", b"q")
+        put(repo.root, f"p{i}", b"p")
+        put(repo.root, f"wal/q{i}", b"q")
+        put(repo.root, f"wal/p{i}", b"p")
+    assert [o.key for o in repo.list("p")] == [f"p{i}" for i in range(10)]
+    assert [o.key for o in repo.list("wal/p")] == [f"wal/p{i}" for i in range(10)]
