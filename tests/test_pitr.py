@@ -60,6 +60,7 @@ def recover(cluster: Archiving, *args: str, **extra: str) -> tuple[dict[str, obj
         port = free_port()
         r = cluster.run(
             "pitr",
+            "restore",
             *args,
             "--data-dir",
             str(data_dir),
@@ -122,36 +123,40 @@ def test_timeline_switch_then_recover_again() -> None:
 def test_through_s3_with_encryption(s3: ThrowawayS3) -> None:
     bucket = new_bucket(s3)
     key_dir = shared_dir("rfbackup-age-")
-    identity = key_dir / "identity.txt"
-    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
-    public = subprocess.run(
-        ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    os.chown(identity, *postgres_ids())  # the recovered server's restore_command reads it
-    repo = f"s3://{bucket}/researchflow"
-    with archiving_cluster(repo, **s3.env(), RFBACKUP_ENCRYPTION__RECIPIENTS=public) as cluster:
-        assert cluster.run("backup", "base").returncode == 0
-        target = accident(cluster)
-        keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
-        assert any(k.startswith("researchflow/base/") and k.endswith(".tar.zst.age") for k in keys)
-        assert any(k.startswith("researchflow/wal/") and k.endswith(".zst.age") for k in keys)
-        never = cluster.new_data_dir()
-        no_key = cluster.run(
-            "pitr", "restore", "--target-time", target, "--data-dir", str(never)
-        )
-        assert no_key.returncode == 3 and "IDENTITY_FILE" in no_key.stderr
-        assert not never.exists()
+    try:
+        identity = key_dir / "identity.txt"
+        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+        public = subprocess.run(
+            ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        os.chown(identity, *postgres_ids())  # the recovered server's restore_command reads it
+        repo = f"s3://{bucket}/researchflow"
+        with archiving_cluster(repo, **s3.env(), RFBACKUP_ENCRYPTION__RECIPIENTS=public) as cluster:
+            assert cluster.run("backup", "base").returncode == 0
+            target = accident(cluster)
+            keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]]
+            assert any(
+                k.startswith("researchflow/base/") and k.endswith(".tar.zst.age") for k in keys
+            )
+            assert any(k.startswith("researchflow/wal/") and k.endswith(".zst.age") for k in keys)
+            never = cluster.new_data_dir()
+            no_key = cluster.run(
+                "pitr", "restore", "--target-time", target, "--data-dir", str(never)
+            )
+            assert no_key.returncode == 3 and "IDENTITY_FILE" in no_key.stderr
+            assert not never.exists()
 
-        outcome, port = recover(
-            cluster,
-            "--target-time",
-            target,
-            RFBACKUP_ENCRYPTION__IDENTITY_FILE=str(identity),
-        )
+            outcome, port = recover(
+                cluster,
+                "--target-time",
+                target,
+                RFBACKUP_ENCRYPTION__IDENTITY_FILE=str(identity),
+            )
 
-        assert outcome["promoted"] is True
-        assert cluster.sql("SELECT count(*), max(id) FROM items", port) == "200|200"
-    shutil.rmtree(key_dir)
+            assert outcome["promoted"] is True
+            assert cluster.sql("SELECT count(*), max(id) FROM items", port) == "200|200"
+    finally:
+        shutil.rmtree(key_dir, ignore_errors=True)
 
 
 def test_retention_keeps_exactly_what_the_oldest_kept_backup_needs() -> None:
@@ -193,14 +198,14 @@ def test_retention_keeps_exactly_what_the_oldest_kept_backup_needs() -> None:
 
 def test_base_backup_that_cannot_start_leaves_nothing() -> None:
     with archiving_cluster() as cluster:
-        tools = shared_dir("rfbackup-bin-")
+        tools = cluster.work / "bin"  # removed with the cluster, whatever happens
+        tools.mkdir()
         (tools / "pg_basebackup").write_text("#!/bin/sh\n")  # not executable
         r = cluster.run("backup", "base", RFBACKUP_PG_BIN=str(tools))
         assert r.returncode == 3, r.stderr
         assert "cannot run" in r.stderr and "Traceback" not in r.stderr
         base = Path(cluster.repo) / "base"
         assert not base.exists() or list(base.iterdir()) == []
-        shutil.rmtree(tools)
 
 
 def test_restore_onto_a_full_disk_says_so_and_leaves_nothing() -> None:
