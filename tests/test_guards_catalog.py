@@ -107,7 +107,7 @@ def test_every_status(repo: LocalRepository) -> None:
     assert by_name[unreadable].problem.startswith(
         f"{root}/{unreadable}.manifest.json: unreadable manifest"
     )
-    assert by_name[unreadable].component == "unknown"
+    assert by_name[unreadable].component == "postgres"  # named like one of ours
     assert by_name[unreadable].size_bytes == 2
     assert by_name[unreadable].created_at == datetime(2025, 1, 23, 14, 30, tzinfo=UTC)
     assert by_name[foreign].size_bytes == len(b"old scripts")
@@ -155,9 +155,11 @@ def test_object_keys_delete_order_and_sidecars(repo: LocalRepository) -> None:
         name + ".manifest.json",
     ]
     plain = Entry("backup_20250120_143000.sql.gz", "postgres", None, datetime.now(UTC), 1, "ok")
-    assert plain.object_keys() == [
+    assert plain.object_keys() == [  # no manifest: every sidecar name it could have
         "backup_20250120_143000.sql.gz",
+        "backup_20250120_143000.roles.gz",
         "backup_20250120_143000.roles.sql.gz",
+        "backup_20250120_143000.dbprops.json",
         "backup_20250120_143000.sql.gz.manifest.json",
     ]
     other = Entry("notes.txt", "unknown", None, datetime.now(UTC), 1, "no-manifest")
@@ -185,7 +187,7 @@ def test_to_dict_and_find(repo: LocalRepository) -> None:
     put(repo.root, name, b"12345")
     put(repo.root, name + ".manifest.json", manifest(name, b"12345"))
     put(repo.root, "backup_20250121_143000.sql.gz", b"old")
-    entry = find(repo, f"some/folder/{name}")
+    entry = find(repo, name)
     assert entry.to_dict() == {
         "name": name,
         "component": "postgres",
@@ -209,7 +211,9 @@ def test_to_dict_and_find(repo: LocalRepository) -> None:
     nested = "sub/postgres/20250122_143000.sql.gz"
     put(repo.root, nested, b"1")
     assert find(repo, "20250122_143000.sql.gz").name == nested  # by file name
-    assert find(repo, f"elsewhere/{nested}").name == nested
+    assert find(repo, nested).name == nested  # a name with a "/" is an exact key
+    with pytest.raises(NotFound):
+        find(repo, f"elsewhere/{nested}")
     put(repo.root, ".backup_20250125_143000.sql.gz.partial", b"half")
     lock = repo.root / ".rfbackup-postgres.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
@@ -232,7 +236,8 @@ def test_manifest_without_data_or_name_parse(repo: LocalRepository) -> None:
     assert entries["odd.bin"].created_at == datetime(2025, 1, 20, 14, 30, tzinfo=UTC)
     assert entries["weird.bin"].status == "bad-manifest"
     assert entries["weird.bin"].size_bytes == 0
-    assert entries["weird.bin"].created_at == datetime.min.replace(tzinfo=UTC)
+    mtime = (repo.root / "weird.bin.manifest.json").stat().st_mtime
+    assert entries["weird.bin"].created_at == datetime.fromtimestamp(mtime, UTC)
     assert catalog.OK == "ok"
 
 
@@ -264,13 +269,21 @@ def test_retention_reasons_word_for_word() -> None:
         "b1": (False, "one of the newest 1 good backups"),
         "b40": (True, "backup older than 30 days"),
         "b50": (True, "backup older than 30 days"),
-        "b60": (True, "damaged entry older than 30 days"),
+        "b60": (False, "damaged; kept (use --delete-damaged to prune)"),
         "b70": (False, "being written or abandoned by a crash; never pruned"),
         "b80": (False, "no manifest; kept (use --include-unmanaged to prune)"),
         "b5": (False, "newer than 30 days"),
     }
-    assert decide([e(80, "no-manifest")], Policy(30, 1, include_unmanaged=True)) == {
-        "b80": (True, "no-manifest entry older than 30 days")
+    unmanaged = Policy(30, 1, include_unmanaged=True)
+    assert decide([e(80, "no-manifest")], unmanaged) == {
+        "b80": (False, "not named like a backup; never pruned")
+    }
+    old = "backup_20251201_000000.sql.gz"
+    assert decide([e(80, "no-manifest", name=old)], unmanaged) == {
+        old: (True, "no-manifest entry older than 30 days")
+    }
+    assert decide([e(60, "damaged")], Policy(30, 1, delete_damaged=True)) == {
+        "b60": (True, "damaged entry older than 30 days")
     }
 
 
@@ -312,7 +325,7 @@ def test_decision_to_dict() -> None:
 
 def test_manifest_file_form_and_foreign_format() -> None:
     text = manifest("b.sql.gz", b"1").decode()
-    assert text.startswith('{\n  "component": "postgres",\n  "compression": "gzip",\n')
+    assert text.startswith('{\n  "checks": {},\n  "component": "postgres",\n')
     assert text.endswith("\n}\n")
     with pytest.raises(IntegrityError) as caught:
         Manifest.from_json(b'{"format": "other/9"}', "here.json")
