@@ -44,6 +44,12 @@ def walk(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def roles_file(env: Env, name: str) -> Path:
+    """The roles sidecar the backup's manifest names."""
+    manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
+    return env.backups / manifest["roles"]["key"]
+
+
 def rewrite_data(env: Env, name: str, sql: bytes) -> None:
     """Replace a backup's data with ``sql`` (gzipped), the manifest's sha256 and size kept
     consistent, as a backup that really contained this SQL would be."""
@@ -83,7 +89,7 @@ def test_corrupted_roles_sidecar_is_refused_before_anything_runs(env: Env) -> No
     """A roles file replaced by another valid one (a script creating a role): only its
     sha256 tells, and the refusal comes before any role or database is created."""
     name = backup(env)
-    roles = env.backups / name.replace(".sql.gz", ".roles.sql.gz")
+    roles = roles_file(env, name)
     assert roles.exists()
     roles.write_bytes(gzip.compress(b"CREATE ROLE intruder LOGIN SUPERUSER;\n"))
     mark, dbs = ddl_mark(env.pg), env.databases()
@@ -184,8 +190,7 @@ def test_prune_deletes_the_manifest_before_the_data(env: Env) -> None:
     stops there, and what is left must no longer claim to be a backup."""
     old = _age(env, backup(env), 40)
     new = backup(env)
-    stem = old[: -len(".sql.gz")]
-    roles = env.backups / f"{stem}.roles.sql.gz"
+    roles = roles_file(env, old)
     undeletable(roles)
     try:
         r = env.run("prune", "--keep-days", "30", "--keep-min", "1")
