@@ -47,7 +47,7 @@ def walk(folder: Path) -> list[str]:
 def roles_file(env: Env, name: str) -> Path:
     """The roles sidecar the backup's manifest names."""
     manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    return env.backups / manifest["roles"]["key"]
+    return env.backups / str(manifest["roles"]["key"])
 
 
 def rewrite_data(env: Env, name: str, sql: bytes) -> None:
