@@ -68,9 +68,9 @@ def test_pitr_refuses_a_target_after_the_archived_wal() -> None:
             "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         )
         data_dir = cluster.new_data_dir()
-        r = cluster.run("pitr", "--target-time", target, "--data-dir", str(data_dir))
+        r = cluster.run("pitr", "restore", "--target-time", target, "--data-dir", str(data_dir))
         assert r.returncode == 7, r.stderr
-        assert "WAL from after the target is not archived yet" in r.stderr
+        assert "the WAL up to the target is still in the server's current segment" in r.stderr
         assert not data_dir.exists()
 
 
