@@ -14,7 +14,7 @@ import pytest
 
 from rfbackup import catalog
 from rfbackup.catalog import Entry, find, scan
-from rfbackup.errors import IntegrityError, NotFound, StorageError
+from rfbackup.errors import ConfigError, IntegrityError, NotFound, StorageError
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.retention import Decision, Policy, plan
 from rfbackup.storage.local import LocalRepository, storage_error
@@ -371,3 +371,51 @@ def test_local_listing_by_prefix_among_other_files(tmp_path: Path) -> None:
         put(repo.root, f"wal/p{i}", b"p")
     assert [o.key for o in repo.list("p")] == [f"p{i}" for i in range(10)]
     assert [o.key for o in repo.list("wal/p")] == [f"wal/p{i}" for i in range(10)]
+
+
+def test_unreadable_and_odd_manifests_never_pass_for_good(repo: LocalRepository) -> None:
+    root = repo.root
+    folder = "backup_prod_20250120_143000.sql.gz"  # the manifest's name is a folder: unreadable
+    put(root, folder, b"12345")
+    (root / f"{folder}.manifest.json").mkdir()
+    put(root, f"{folder}.manifest.json/x", b"")
+    naive = "backup_20250121_143000.sql.gz"
+    put(root, naive, b"12345")
+    doc = json.loads(manifest(naive, b"12345"))
+    doc["started_at"] = "2025-01-21T14:30:00"  # no zone: taken as UTC
+    put(root, naive + ".manifest.json", json.dumps(doc).encode())
+    bad_time = "backup_staging_20250122_143000.sql.gz"
+    put(root, bad_time, b"123")
+    doc["started_at"] = "yesterday"
+    put(root, bad_time + ".manifest.json", json.dumps(doc).encode())
+    entries = {e.name: e for e in scan(repo)}
+    unreadable = entries[folder]
+    assert (unreadable.status, unreadable.component, unreadable.environment) == (
+        "unreadable",
+        "postgres",
+        "production",
+    )
+    assert unreadable.problem.startswith("manifest could not be read: ")
+    assert unreadable.size_bytes == 5 and not unreadable.good
+    assert entries[naive].status == "ok"
+    assert entries[naive].created_at == datetime(2025, 1, 21, 14, 30, tzinfo=UTC)
+    odd = entries[bad_time]
+    assert (odd.status, odd.environment, odd.size_bytes) == ("bad-manifest", "staging", 3)
+    assert odd.problem.endswith("invalid started_at 'yesterday'")
+    assert odd.created_at == datetime(2025, 1, 22, 14, 30, tzinfo=UTC)
+
+
+def test_find_a_bare_name_that_matches_two_backups(repo: LocalRepository) -> None:
+    for key in ("a/postgres/20250120_143000.sql.gz", "b/postgres/20250120_143000.sql.gz"):
+        put(repo.root, key, b"1")
+        put(repo.root, key + ".manifest.json", manifest(key, b"1"))
+    with pytest.raises(ConfigError) as caught:
+        find(repo, "20250120_143000.sql.gz")
+    assert str(caught.value) == (
+        f"'20250120_143000.sql.gz' matches 2 backups in {repo.url}: "
+        "a/postgres/20250120_143000.sql.gz, b/postgres/20250120_143000.sql.gz; "
+        "give the full name or path of the one to use"
+    )
+    assert find(repo, "a/postgres/20250120_143000.sql.gz").name.startswith("a/")
+    with pytest.raises(NotFound):
+        find(repo, "20250120_143000.sql.gz", exact=True)
