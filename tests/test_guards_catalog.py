@@ -282,6 +282,10 @@ def test_retention_reasons_word_for_word() -> None:
     assert decide([e(80, "no-manifest", name=old)], unmanaged) == {
         old: (True, "no-manifest entry older than 30 days")
     }
+    for policy in (Policy(0, 0), Policy(0, 0, include_unmanaged=True, delete_damaged=True)):
+        assert decide([e(60, "unreadable")], policy) == {  # never deleted on doubt
+            "b60": (False, "manifest could not be read; never deleted on doubt")
+        }
     assert decide([e(60, "damaged")], Policy(30, 1, delete_damaged=True)) == {
         "b60": (True, "damaged entry older than 30 days")
     }
