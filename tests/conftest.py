@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,15 +21,42 @@ from rfbackup.sandbox.postgres import ThrowawayPostgres
 from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
 RFBACKUP = [sys.executable, "-m", "rfbackup"]
-__all__ = ["RFBACKUP", "Env", "make_database", "new_bucket", "schema_dump", "table_checksums"]
+__all__ = [
+    "RFBACKUP",
+    "Env",
+    "created_databases",
+    "ddl_mark",
+    "finish",
+    "make_database",
+    "new_bucket",
+    "schema_dump",
+    "table_checksums",
+]
 _names = itertools.count(1)
+DEFAULT_SIZE = 1_500_000
+TEMPLATE = "rf_template"
 
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[ThrowawayPostgres]:
-    with ThrowawayPostgres() as cluster:
+    # log_statement=ddl: the server log is the oracle for "no database was ever created".
+    with ThrowawayPostgres(settings={"log_statement": "'ddl'"}) as cluster:
         cluster.psql("CREATE ROLE app LOGIN")
+        _build(cluster, TEMPLATE, DEFAULT_SIZE)
         yield cluster
+
+
+def ddl_mark(pg: ThrowawayPostgres) -> int:
+    """Where the server log ends now; pass it to :func:`created_databases`."""
+    return (pg.root / "server.log").stat().st_size
+
+
+def created_databases(pg: ThrowawayPostgres, since: int) -> list[str]:
+    """Every CREATE DATABASE the server ran since ``since``, read from its own log."""
+    with open(pg.root / "server.log", "rb") as fh:
+        fh.seek(since)
+        text = fh.read().decode(errors="replace")
+    return re.findall(r"(?:statement|execute [^:\n]*): (CREATE DATABASE [^\n]*)", text, re.I)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +88,7 @@ class Env:
     cwd: Path
     dbname: str
     vars: dict[str, str]
+    children: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def backups(self) -> Path:
@@ -81,7 +112,9 @@ class Env:
         )
 
     def popen(self, *args: str, **extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        """A background run in its own process group, killed (with its children) when the
+        test ends, whatever the outcome."""
+        proc = subprocess.Popen(
             [*RFBACKUP, *args],
             cwd=self.cwd,
             env={**self.vars, **extra},
@@ -89,7 +122,14 @@ class Env:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
+        self.children.append(proc)
+        return proc
+
+    def kill_children(self) -> None:
+        for proc in self.children:
+            kill_group(proc)
 
     def sql(self, query: str, dbname: str | None = None) -> str:
         return self.pg.psql(query, dbname or self.dbname)
@@ -104,11 +144,39 @@ class Env:
         return set(self.sql("SELECT datname FROM pg_database", "postgres").split())
 
 
-def make_database(pg: ThrowawayPostgres, size: int = 1_500_000) -> str:
-    name = f"rf{next(_names)}"
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a child started with start_new_session=True, and everything it started."""
+    with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """communicate(), but a child still running after ``timeout`` is killed, not leaked."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        raise
+
+
+def _build(pg: ThrowawayPostgres, name: str, size: int) -> None:
     pg.psql(f"CREATE DATABASE {name}")
     dataset.build(pg.dsn(name), size)
     pg.psql("ALTER TABLE notes OWNER TO app", name)
+
+
+def make_database(pg: ThrowawayPostgres, size: int = DEFAULT_SIZE) -> str:
+    """A fresh copy of the sample database: cloned from the session's template when it has
+    the default size (a file copy, much faster than generating the data again)."""
+    name = f"rf{next(_names)}"
+    if size == DEFAULT_SIZE:
+        pg.psql(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
+    else:
+        _build(pg, name, size)
     return name
 
 
@@ -120,9 +188,11 @@ def base_env(cwd: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def env(pg: ThrowawayPostgres, tmp_path: Path) -> Env:
+def env(pg: ThrowawayPostgres, tmp_path: Path) -> Iterator[Env]:
     dbname = make_database(pg)
-    return Env(pg, tmp_path, dbname, {**base_env(tmp_path), **pg.env(dbname)})
+    e = Env(pg, tmp_path, dbname, {**base_env(tmp_path), **pg.env(dbname)})
+    yield e
+    e.kill_children()
 
 
 @pytest.fixture(scope="session")
@@ -132,8 +202,10 @@ def big_db(pg: ThrowawayPostgres) -> str:
 
 
 @pytest.fixture
-def big_env(pg: ThrowawayPostgres, big_db: str, tmp_path: Path) -> Env:
-    return Env(pg, tmp_path, big_db, {**base_env(tmp_path), **pg.env(big_db)})
+def big_env(pg: ThrowawayPostgres, big_db: str, tmp_path: Path) -> Iterator[Env]:
+    e = Env(pg, tmp_path, big_db, {**base_env(tmp_path), **pg.env(big_db)})
+    yield e
+    e.kill_children()
 
 
 def schema_dump(pg: ThrowawayPostgres, dbname: str) -> str:

@@ -7,12 +7,12 @@ import os
 import resource
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
-from conftest import RFBACKUP, Env
+from conftest import RFBACKUP, Env, finish
 
 from rfbackup.sandbox.postgres import PG_BIN
 
@@ -56,7 +56,9 @@ def test_pg_dump_failure_leaves_nothing(env: Env) -> None:
     assert r.returncode == 4, r.stderr
     assert "pg_dump failed" in r.stderr
     assert "permission denied" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 or "ERROR" in r.stderr.splitlines()[-1]
+    errors = [line for line in r.stderr.splitlines() if " ERROR " in line]
+    assert errors == [r.stderr.splitlines()[-1]], r.stderr  # one error line, and it is last
+    assert "pg_dump failed" in errors[0] and "permission denied" in errors[0]
     assert_nothing_left(env)
 
 
@@ -69,32 +71,40 @@ def test_pg_dump_exit_code_wins_over_complete_looking_output(env: Env, tmp_path:
     assert_nothing_left(env)
 
 
-def test_stream_broken_midway_leaves_nothing(big_env: Env) -> None:
+def test_stream_broken_midway_leaves_nothing(big_env: Env, tmp_path: Path) -> None:
+    """pg_dump's server session is ended in the middle of a COPY. No race: the dump is held
+    still after 2 MiB (its reader stops reading), so the COPY is surely running when it is
+    terminated; then the stream is released and pg_dump meets the broken connection."""
     env = big_env
-    stop = threading.Event()
-    killed: list[str] = []
-
-    def terminate_dump_backend() -> None:
-        while not stop.is_set():
-            got = env.pg.psql(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name = 'pg_dump' AND query LIKE 'COPY public.events%'"
-            )
-            if got:
-                killed.append(got)
-                return
-            time.sleep(0.005)
-
-    t = threading.Thread(target=terminate_dump_backend)
-    t.start()
-    try:
-        r = env.run("backup", "postgres")
-    finally:
-        stop.set()
-        t.join()
-    assert killed, "the dump finished before the test could break it"
-    assert r.returncode == 4, r.stderr
-    assert "pg_dump failed" in r.stderr
+    release = tmp_path / "release"
+    bindir = tmp_path / "stall-bin"
+    bindir.mkdir()
+    script = bindir / "pg_dump"
+    script.write_text(
+        "#!/bin/bash\nset -o pipefail\n"
+        f'[ "$1" = --version ] && exec "{PG_BIN}/pg_dump" --version\n'
+        f'"{PG_BIN}/pg_dump" "$@" | {{ dd bs=1M count=2 iflag=fullblock status=none; '
+        f'while [ ! -e "{release}" ]; do sleep 0.05; done; cat; }}\n'
+    )
+    script.chmod(0o755)
+    for tool in ("pg_dumpall", "psql", "pg_restore"):
+        (bindir / tool).symlink_to(PG_BIN / tool)
+    proc = env.popen("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
+    copying = (
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_dump'"
+        " AND state = 'active' AND query LIKE 'COPY %'"
+    )
+    with psycopg.connect(env.pg.dsn(), autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not (row := conn.execute(copying).fetchone()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no COPY ever ran"
+            time.sleep(0.05)
+        conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+    release.touch()
+    _, err = finish(proc, timeout=60)
+    assert proc.returncode == 4, err
+    assert "pg_dump failed" in err
+    assert "terminating connection due to administrator command" in err
     assert_nothing_left(env)
 
 
@@ -143,7 +153,7 @@ def test_interrupted_backup_leaves_nothing(
     proc = env.popen("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
     wait_for_partial(env, proc)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
+    _, err = finish(proc, timeout=30)
     assert proc.returncode == 128 + sig, err
     assert f"interrupted by {sig.name}" in err
     assert_nothing_left(env)
@@ -194,23 +204,22 @@ def test_concurrent_backup_is_refused(big_env: Env, tmp_path: Path) -> None:
         assert f"pid {first.pid}" in second.stderr
     finally:
         first.send_signal(signal.SIGTERM)
-        first.communicate(timeout=30)
+        finish(first, timeout=30)
 
 
-def _scan_argv(secret: str, stop: threading.Event, seen: list[str], leaks: list[str]) -> None:
-    while not stop.is_set():
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if secret in argv:
-                leaks.append(argv)
-            if "--snapshot=" in argv or "--single-transaction" in argv:
-                seen.append(argv)
-        time.sleep(0.001)
+def argv_logging_bin(tmp: Path) -> tuple[Path, Path]:
+    """A bin folder whose PostgreSQL tools record their argv (one line each) into a log, then
+    run the real tool: every command line rfbackup starts is seen, without racing /proc."""
+    bindir, log = tmp / "argv-bin", tmp / "argv.log"
+    bindir.mkdir()
+    for tool in ("pg_dump", "pg_dumpall", "psql", "pg_restore"):
+        script = bindir / tool
+        script.write_text(
+            f'#!/bin/sh\nprintf "%s " "{tool}" "$@" >> "{log}"\necho >> "{log}"\n'
+            f'exec "{PG_BIN}/{tool}" "$@"\n'
+        )
+        script.chmod(0o755)
+    return bindir, log
 
 
 @pytest.mark.parametrize("how", ["PGPASSWORD", "DATABASE_URL"])
@@ -226,22 +235,16 @@ def test_no_password_in_argv_logs_or_manifest(env: Env, tmp_path: Path, how: str
             "PGPASSWORD": "",
             "DATABASE_URL": f"postgresql://{user}:{secret}@127.0.0.1:{port}/{env.dbname}",
         }
-    # The shim keeps pg_dump's argv alive for a moment, so the scan cannot miss it.
-    bindir = shim_bin(tmp_path, "sleep 0.5")
-    stop, seen, leaks = threading.Event(), [], []  # type: ignore[var-annotated]
-    scanner = threading.Thread(target=_scan_argv, args=(secret, stop, seen, leaks))
-    scanner.start()
-    try:
-        b = env.run("backup", "postgres", RFBACKUP_PG_BIN=str(bindir), **extra)
-        assert b.returncode == 0, b.stderr
-        r = env.run("restore", b.stdout.strip(), "--yes", **extra)
-        assert r.returncode == 0, r.stderr
-    finally:
-        stop.set()
-        scanner.join()
-    assert any("--snapshot=" in a for a in seen), "the scan never saw pg_dump"
-    assert any("--single-transaction" in a for a in seen), "the scan never saw psql"
-    assert leaks == []
+    bindir, argv_log = argv_logging_bin(tmp_path)
+    b = env.run("backup", "postgres", RFBACKUP_PG_BIN=str(bindir), **extra)
+    assert b.returncode == 0, b.stderr
+    r = env.run("restore", b.stdout.strip(), "--yes", RFBACKUP_PG_BIN=str(bindir), **extra)
+    assert r.returncode == 0, r.stderr
+    argvs = argv_log.read_text().splitlines()
+    assert any(a.startswith("pg_dump ") and "--snapshot=" in a for a in argvs), argvs
+    assert any(a.startswith("pg_dumpall ") for a in argvs), argvs
+    assert any(a.startswith("psql ") and "--single-transaction" in a for a in argvs), argvs
+    assert [a for a in argvs if secret in a] == []
     for path in [env.log_file, *env.backups.iterdir()]:
         if path.name.endswith((".json", ".log")):
             assert secret not in path.read_text()

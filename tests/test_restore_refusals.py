@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Env, table_checksums
+from conftest import Env, created_databases, ddl_mark, table_checksums
 
 
 @pytest.fixture
@@ -20,13 +20,26 @@ def backed_up(env: Env) -> tuple[Env, str]:
     return env, r.stdout.strip()
 
 
-def assert_untouched(env: Env, before_dbs: set[str], before_data: dict[str, str]) -> None:
+Snapshot = tuple[set[str], dict[str, str], int]
+
+
+def assert_untouched(
+    env: Env, before_dbs: set[str], before_data: dict[str, str], mark: int, *, loaded: bool = False
+) -> None:
+    """The same databases with the same data, and (for a refusal) no database ever created
+    meanwhile, by the server's own log. ``loaded``: the refusal came after loading into a new
+    database, which must be the only one created, and is gone again."""
     assert env.databases() == before_dbs
     assert table_checksums(env.pg.dsn(env.dbname)) == before_data
+    created = created_databases(env.pg, mark)
+    if loaded:
+        assert len(created) == 1 and f'"{env.dbname}_restore_' in created[0], created
+    else:
+        assert created == []
 
 
-def snapshot(env: Env) -> tuple[set[str], dict[str, str]]:
-    return env.databases(), table_checksums(env.pg.dsn(env.dbname))
+def snapshot(env: Env) -> Snapshot:
+    return env.databases(), table_checksums(env.pg.dsn(env.dbname)), ddl_mark(env.pg)
 
 
 def flip_one_byte(path: Path, offset: int) -> None:
@@ -69,9 +82,11 @@ def test_missing_file_is_refused(env: Env) -> None:
 def test_missing_data_with_manifest_is_refused(backed_up: tuple[Env, str]) -> None:
     env, name = backed_up
     (env.backups / name).unlink()
+    before = snapshot(env)
     r = env.run("restore", name, "--yes")
     assert r.returncode == 6
-    assert "missing" in r.stderr
+    assert "the manifest's data file is missing" in r.stderr
+    assert_untouched(env, *before)
 
 
 def legacy_backup(env: Env, name: str) -> Path:
@@ -135,7 +150,7 @@ def test_row_count_mismatch_fails_and_keeps_current_database(
     r = env.run("restore", name, "--yes")
     assert r.returncode == 9
     assert "does not match the backup" in r.stderr and "public.events" in r.stderr
-    assert_untouched(env, *before)
+    assert_untouched(env, *before, loaded=True)
 
 
 def test_psql_error_midway_keeps_current_database(backed_up: tuple[Env, str]) -> None:
@@ -153,7 +168,7 @@ def test_psql_error_midway_keeps_current_database(backed_up: tuple[Env, str]) ->
     r = env.run("restore", name, "--yes")
     assert r.returncode == 9
     assert "psql failed" in r.stderr
-    assert_untouched(env, *before)
+    assert_untouched(env, *before, loaded=True)
 
 
 def test_restore_without_yes_and_no_terminal_changes_nothing(backed_up: tuple[Env, str]) -> None:
@@ -170,9 +185,11 @@ def test_restore_from_an_unfinished_write_is_refused(backed_up: tuple[Env, str])
     env, name = backed_up
     partial = env.backups / f".{name.replace('.sql.gz', '9.sql.gz')}.partial"
     partial.write_bytes(b"half a backup")
+    before = snapshot(env)
     r = env.run("restore", partial.name[1 : -len(".partial")], "--yes")
     assert r.returncode == 6
     assert "unfinished write" in r.stderr
+    assert_untouched(env, *before)
 
 
 def test_prune_databases_drops_only_old_idle_leftovers(backed_up: tuple[Env, str]) -> None:

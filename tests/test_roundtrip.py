@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from conftest import Env, schema_dump, table_checksums
+from conftest import Env, created_databases, ddl_mark, schema_dump, table_checksums
 
 from rfbackup.sandbox.postgres import ThrowawayPostgres
 
@@ -94,9 +94,12 @@ def test_zstd_custom_format_parallel_and_streamed_restore(env: Env) -> None:
 
 def test_target_db_refuses_an_existing_database(env: Env) -> None:
     name = backup(env)
+    before, mark = table_checksums(env.pg.dsn(env.dbname)), ddl_mark(env.pg)
     r = env.run("restore", name, "--yes", "--target-db", env.dbname)
     assert r.returncode == 9
-    assert "already exists" in r.stderr
+    assert f"database '{env.dbname}' already exists" in r.stderr
+    assert created_databases(env.pg, mark) == []
+    assert table_checksums(env.pg.dsn(env.dbname)) == before
 
 
 def test_restore_onto_a_new_server_creates_missing_roles(env: Env, tmp_path: object) -> None:

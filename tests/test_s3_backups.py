@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Env, new_bucket, table_checksums
+from conftest import Env, created_databases, ddl_mark, new_bucket, table_checksums
 
 from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
@@ -89,7 +89,7 @@ def test_encrypted_round_trip_and_age_cli_interop(
     assert "AGE-SECRET-KEY" not in json.dumps(manifest)
 
     # Restoring needs the identity; without it, or with the wrong one, nothing is touched.
-    dbs = env.databases()
+    dbs, mark = env.databases(), ddl_mark(env.pg)
     r = env.run("restore", name, "--yes", "--target-db", "enc_copy", **extra)
     assert r.returncode == 3 and "IDENTITY_FILE" in r.stderr
     (tmp_path / "other").mkdir()
@@ -105,6 +105,7 @@ def test_encrypted_round_trip_and_age_cli_interop(
     )
     assert r.returncode == 3 and "does not match" in r.stderr
     assert env.databases() == dbs
+    assert created_databases(env.pg, mark) == []
 
     r = env.run(
         "restore",

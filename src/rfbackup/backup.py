@@ -21,7 +21,7 @@ from typing import Any
 
 import deflate
 
-from rfbackup import __version__
+from rfbackup import __version__, interrupts
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import ConfigError, StorageError
 from rfbackup.locks import exclusive, lock_path
@@ -116,8 +116,11 @@ def _run(
     try:
         with PostgresDump(target, fmt) as dump:
             threads = settings.postgres.compression_threads
-            stream = StoredStream(repo.writer(name.key), compression, level, threads, age)
+            opened: StoredStream | None = None
             try:
+                with interrupts.deferred():  # the partial file exists only with its abort
+                    opened = StoredStream(repo.writer(name.key), compression, level, threads, age)
+                stream = opened
                 with Reporter(f"dumping {dump.info.database['name']}", dump.size_estimate) as p:
                     for chunk in dump.chunks():
                         stream.write(chunk)
@@ -125,7 +128,8 @@ def _run(
                 info = dump.finish()
                 stream.commit()
             except BaseException:
-                stream.abort()
+                if opened is not None:
+                    opened.abort()
                 raise
             committed.append(name.key)
         roles_record = _store_roles(repo, name, target, info.database["name"], age, committed)

@@ -391,6 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     from rfbackup.cli.legacy import rewrite
 
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # Our own SIGINT handler too: started with SIGINT ignored (nohup, `cmd &` in a script),
+    # Python would inherit "ignore" and Ctrl-C would never stop a run.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = rewrite(sys.argv[1:] if argv is None else argv)
     try:
         rv = command().main(args=args, prog_name="rfbackup", standalone_mode=False)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rfbackup import __version__
+from rfbackup import __version__, interrupts
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import ConfigError, IntegrityError, SourceError
 from rfbackup.locks import exclusive
@@ -148,9 +148,12 @@ def _run(
     committed: list[str] = []
     try:
         threads = policy.compression_threads
-        stream = StoredStream(repo.writer(key), "zstd", policy.zstd_level, threads, age)
+        opened: StoredStream | None = None
         proc: subprocess.Popen[bytes] | None = None
         try:
+            with interrupts.deferred():  # the partial file exists only with its abort
+                opened = StoredStream(repo.writer(key), "zstd", policy.zstd_level, threads, age)
+            stream = opened
             proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=target.child_env()
             )
@@ -170,7 +173,8 @@ def _run(
         except BaseException:
             if proc is not None:
                 tools.stop(proc)
-            stream.abort()
+            if opened is not None:
+                opened.abort()
             raise
         committed.append(key)
         first = Segment.of_lsn(timeline, start_lsn, server.segment_size)

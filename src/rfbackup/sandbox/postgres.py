@@ -19,6 +19,7 @@ from types import TracebackType
 
 PG_BIN = Path(os.environ.get("RFBACKUP_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
+_START_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -111,21 +112,39 @@ class ThrowawayPostgres:
         with open(self.data_dir / "postgresql.conf", "a") as fh:
             for key, value in conf.items():
                 fh.write(f"{key} = {value}\n")
-        self._run(
-            [
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.root / "server.log"),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            env={**os.environ, **self.server_env},
-        )
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                self._run(
+                    [
+                        str(PG_BIN / "pg_ctl"),
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(self.root / "server.log"),
+                        "-w",
+                        "-t",
+                        "60",
+                        "start",
+                    ],
+                    env={**os.environ, **self.server_env},
+                )
+                return self
+            except RuntimeError:
+                # free_port() can only pick a port that was free a moment ago: another
+                # process may have taken it since. Then try another one (the last line wins).
+                if attempt + 1 == _START_ATTEMPTS or not self._port_taken():
+                    raise
+                self.port = free_port()
+                with open(self.data_dir / "postgresql.conf", "a") as fh:
+                    fh.write(f"port = {self.port}\n")
         return self
+
+    def _port_taken(self) -> bool:
+        try:
+            text = (self.root / "server.log").read_text(errors="replace")
+        except OSError:
+            return False
+        return "Address already in use" in text
 
     def stop(self, mode: str = "fast") -> None:
         if (self.data_dir / "postmaster.pid").exists():

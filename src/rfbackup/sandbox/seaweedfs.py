@@ -141,11 +141,21 @@ class ThrowawayS3:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> ThrowawayS3:
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
+        # The ports were free when chosen, not necessarily now: on a failed start, retry
+        # once with new ones.
+        for attempt in range(2):
+            try:
+                return self.start()
+            except RuntimeError:
+                self.kill()
+                if attempt == 1:
+                    self.cleanup()
+                    raise
+                self.ports = {name: free_port() for name in self.ports}
+            except BaseException:
+                self.cleanup()
+                raise
+        raise AssertionError("unreachable")
 
     def __exit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
