@@ -64,8 +64,10 @@ def test_pitr_refuses_a_target_after_the_archived_wal() -> None:
     with archiving_cluster() as cluster:
         b = cluster.run("backup", "base")
         assert b.returncode == 0, b.stderr
+        # A moment after everything archived so far, beyond the archive's 1 s time resolution.
         target = cluster.sql(
-            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            "SELECT to_char((now() + interval '3 seconds') AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
         )
         data_dir = cluster.new_data_dir()
         r = cluster.run("pitr", "restore", "--target-time", target, "--data-dir", str(data_dir))

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from rfbackup.storage import Repository
 
 LOG_NAME = "rfbackup-pitr.log"
 SIGNAL = "recovery.signal"
+MTIME_RESOLUTION = timedelta(seconds=1)  # the coarsest object time a repository reports (S3)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,9 @@ def check_wal(archive: WalArchive, backup: Entry, target: Target) -> chain.Chain
     if report.last is None or report.last.number < stop.number:
         raise NotFound(f"WAL up to {stop.name}, which {backup.name} needs, is not archived")
     newest = report.newest_archived_at
-    if target.kind == "time" and newest is not None and newest < target.time:
+    # S3 keeps LastModified to the second: a segment stamped 12:00:17 may have been archived
+    # at 12:00:17.9, so only a stamp a whole second before the target proves it is older.
+    if target.kind == "time" and newest is not None and newest + MTIME_RESOLUTION <= target.time:
         raise NotFound(
             f"the newest archived WAL ({report.last.name}, archived "
             f"{newest.isoformat(timespec='seconds')}) is older than {target.value}: the WAL "
