@@ -67,7 +67,7 @@ def test_pitr_refuses_a_target_after_the_archived_wal() -> None:
         # A moment after everything archived so far, beyond the archive's 1 s time resolution.
         target = cluster.sql(
             "SELECT to_char((now() + interval '3 seconds') AT TIME ZONE 'UTC', "
-            "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\')'
         )
         data_dir = cluster.new_data_dir()
         r = cluster.run("pitr", "restore", "--target-time", target, "--data-dir", str(data_dir))
