@@ -30,7 +30,7 @@ from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
 from rfbackup.pipeline import StoredStream
 from rfbackup.progress import Reporter, human_bytes
-from rfbackup.sources.postgres import dbprops, roles
+from rfbackup.sources.postgres import dbprops, roles, sqlguard
 from rfbackup.sources.postgres.dump import PostgresDump
 from rfbackup.storage import Repository, put_bytes
 from rfbackup.storage.local import LocalRepository
@@ -121,8 +121,11 @@ def _run(
                 with interrupts.deferred():  # the partial file exists only with its abort
                     opened = StoredStream(repo.writer(name.key), compression, level, threads, age)
                 stream = opened
+                restrict_key = None
                 with Reporter(f"dumping {dump.info.database['name']}", dump.size_estimate) as p:
                     for chunk in dump.chunks():
+                        if stream.raw_bytes == 0 and fmt == "plain":
+                            restrict_key = sqlguard.restrict_key(bytes(chunk[:4096]))
                         stream.write(chunk)
                         p.advance(len(chunk))
                 info = dump.finish()
@@ -152,6 +155,7 @@ def _run(
                 "format": fmt,
                 "pg_dump_version": info.pg_dump_version,
                 "snapshot": info.snapshot,
+                **({"restrict_key": restrict_key} if restrict_key else {}),
             },
             row_counts=info.row_counts,
             checks=info.checks,

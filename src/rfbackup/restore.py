@@ -49,6 +49,7 @@ from rfbackup.restore_plan import RestorePlan
 from rfbackup.restore_sidecars import roles_key, sidecar_key
 from rfbackup.sources.postgres import dbprops
 from rfbackup.sources.postgres import restore as pg
+from rfbackup.sources.postgres import sqlguard, tools
 from rfbackup.sources.postgres.dumpfile import DumpShape, read_through
 from rfbackup.storage import Repository, read_bytes
 from rfbackup.storage.local import LocalRepository, storage_error
@@ -355,7 +356,10 @@ def _load(
                 if _dump_format(loc) == "custom":
                     pg.load_custom(base, dbname, reader, None, 1, lambda n: None)
                 else:
-                    pg.load_plain(base, dbname, reader, lambda n: None)
+                    key = m.dump.get("restrict_key") if m else None
+                    psql = tools.version(tools.find("psql", base.bin_dir))
+                    guarded = sqlguard.for_psql(reader, key, where, psql)
+                    pg.load_plain(base, dbname, guarded, lambda n: None)
             for _ in read_chunks(raw):  # hash whatever trails the compressed stream
                 pass
     if m is not None and raw.sha256 != m.data.sha256:
