@@ -30,6 +30,7 @@ from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
 from rfbackup.pipeline import StoredStream
 from rfbackup.progress import Reporter, human_bytes
+from rfbackup.signing import Signer, sign_manifest
 from rfbackup.sources.postgres import dbprops, roles, sqlguard
 from rfbackup.sources.postgres.dump import PostgresDump
 from rfbackup.storage import Repository, put_bytes
@@ -58,6 +59,7 @@ def backup_postgres(
     if not target.dbname:
         raise ConfigError("no database to back up: set PGDATABASE or DATABASE_URL")
     recipients = settings.backup_recipients()
+    Signer.from_options(settings.signing)  # a bad key fails now, not after the dump
     repo = repo or settings.open_repository()
     what, path = repository_lock(repo)
     with exclusive(path, what):
@@ -163,6 +165,7 @@ def _run(
             roles=roles_record,
             encryption={"format": "age", "recipients": recipients} if age else {},
         )
+        sign_manifest(settings, manifest)
         put_bytes(repo, name.manifest_key, manifest.to_json())  # the commit point
     except BaseException:
         repo.delete(committed)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars
+from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars, signing
 from rfbackup.backup import repository_lock
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import (
@@ -244,6 +244,8 @@ def restore_postgres(
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     loc = locate(settings, name, repo_url)
+    where = loc.repo.describe(loc.key)
+    signature = signing.check(settings.signing, loc.manifest, where, allow_unverified)
     identities = identities_for(settings, loc)
     base = settings.postgres_target()
     verify_stored(loc, allow_unverified, identities, base.bin_dir)
@@ -325,6 +327,7 @@ def restore_postgres(
         "rows": sum(counts.values()),
         "verified": m is not None,
         "db_properties": props is not None,
+        "signature": signature,
         "duration_seconds": round(time.monotonic() - t0, 3),
     }
     if kept:

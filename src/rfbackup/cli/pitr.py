@@ -119,6 +119,13 @@ def restore(
             help="Skip checking the restored files against backup_manifest (sha256 is checked).",
         ),
     ] = False,
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified",
+            help="Use a base backup whose manifest is unsigned or not signed by a trusted key.",
+        ),
+    ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
@@ -167,6 +174,7 @@ def restore(
         archive=archive,
         owner=owner,
         verify=not no_verify,
+        allow_unverified=allow_unverified,
     )
     outcome = pitr(settings(env, repo), request)
     if as_json:

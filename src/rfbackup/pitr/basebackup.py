@@ -28,6 +28,7 @@ from rfbackup.pipeline import BLOCK_SIZE, StoredStream
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.pitr.walnames import Segment, end_segment, format_lsn, parse_lsn
 from rfbackup.progress import Reporter, human_bytes
+from rfbackup.signing import Signer, sign_manifest
 from rfbackup.storage import Repository, put_bytes
 
 COMPONENT = "postgres-base"
@@ -103,6 +104,7 @@ def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
 
     target = settings.postgres_target()
     recipients = settings.backup_recipients()
+    Signer.from_options(settings.signing)  # a bad key fails now, not after the backup
     repo = repo or settings.open_repository()
     archive = WalArchive(repo)
     server = inspect(target)
@@ -208,6 +210,7 @@ def _run(
                 "backup_manifest": True,
             },
         )
+        sign_manifest(settings, manifest)
         put_bytes(repo, key + ".manifest.json", manifest.to_json())  # the commit point
     except BaseException:
         repo.delete(committed)
