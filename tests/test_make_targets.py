@@ -28,7 +28,7 @@ def run(env: Env, *argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
     "variable,value,code",
     [
         ("BACKUP_FILE", 'x"; touch {m}; echo "', 7),  # no such backup
-        ("BACKUP_FILE", "$(touch {m})", 7),
+        ("BACKUP_FILE", "$(touch {m})", 2),  # make expands $(...) itself: empty, usage
         ("BACKUP_FILE", "`touch {m}`", 7),
         ("ARGS", "--target-db $(touch {m}) ; touch {m}", 2),  # stray words: a usage error
     ],
