@@ -22,9 +22,10 @@ from typing import Any
 import deflate
 
 from rfbackup import __version__, interrupts
-from rfbackup.config import PostgresTarget, Settings
+from rfbackup.config import LockOptions, PostgresTarget, Settings
 from rfbackup.errors import ConfigError, StorageError
-from rfbackup.locks import exclusive, lock_path
+from rfbackup.lease import job
+from rfbackup.locks import lock_path
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
@@ -34,16 +35,16 @@ from rfbackup.signing import Signer, sign_manifest
 from rfbackup.sources.postgres import dbprops, roles, sqlguard
 from rfbackup.sources.postgres.dump import PostgresDump
 from rfbackup.storage import Repository, put_bytes
-from rfbackup.storage.local import LocalRepository
 
 COMPONENT = "postgres"
 
 
-def repository_lock(repo: Repository, component: str = COMPONENT) -> tuple[str, Path]:
+def repository_lock(
+    repo: Repository, component: str = COMPONENT, locks: LockOptions | None = None
+) -> tuple[str, Path]:
     """What the lock guards (for the "already running" message) and the lock file."""
-    root = repo.root if isinstance(repo, LocalRepository) else None
-    path = lock_path(repo.url, component, root)
-    return f"a {component} backup to {repo.url}", path
+    directory = (locks or LockOptions()).directory()
+    return f"a {component} job on {repo.url}", lock_path(repo.url, component, directory)
 
 
 def backup_postgres(
@@ -61,8 +62,8 @@ def backup_postgres(
     recipients = settings.backup_recipients()
     Signer.from_options(settings.signing)  # a bad key fails now, not after the dump
     repo = repo or settings.open_repository()
-    what, path = repository_lock(repo)
-    with exclusive(path, what):
+    what, path = repository_lock(repo, COMPONENT, settings.locks)
+    with job(repo, COMPONENT, what, path, settings.locks.lease_seconds):
         _remove_abandoned(repo)
         name = _unused_name(repo, settings, dump_format, compression, bool(recipients))
         return _run(settings, repo, name, dump_format, compression, level, recipients)

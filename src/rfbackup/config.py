@@ -169,6 +169,25 @@ class EncryptionOptions(BaseModel):
         return load_identities(self.identity_file)
 
 
+class LockOptions(BaseModel):
+    """Where local locks live, and how long a lease in the repository lasts (docs/security.md).
+
+    Default folder: /run/rfbackup for root, else $XDG_STATE_HOME/rfbackup/locks
+    (~/.local/state/rfbackup/locks): private to the user, the same under cron and a login.
+    """
+
+    dir: Path | None = None  # RFBACKUP_LOCKS__DIR; must be owned by the user, mode 0700
+    lease_seconds: int = Field(default=300, ge=3, le=86400)  # renewed every third of this
+
+    def directory(self) -> Path:
+        if self.dir is not None:
+            return self.dir
+        if os.geteuid() == 0:
+            return Path("/run/rfbackup")
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "rfbackup" / "locks"
+
+
 class SigningOptions(BaseModel):
     """Ed25519 manifest signatures (see docs/security.md). The writer holds the private key;
     restores trust only the listed public keys."""
@@ -215,6 +234,7 @@ class Settings(BaseSettings):
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
     signing: SigningOptions = SigningOptions()  # RFBACKUP_SIGNING__KEY_FILE, __PUBLIC_KEYS
+    locks: LockOptions = LockOptions()  # RFBACKUP_LOCKS__DIR, RFBACKUP_LOCKS__LEASE_SECONDS
     replica: ReplicaOptions = ReplicaOptions()  # RFBACKUP_REPLICA__URL=s3://... and its access
     metrics: MetricsOptions = MetricsOptions()  # RFBACKUP_METRICS__PUSHGATEWAY_URL=...
     schedule: ScheduleOptions = ScheduleOptions()  # RFBACKUP_SCHEDULE__POSTGRES="0 2 * * *"

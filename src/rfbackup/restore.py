@@ -88,19 +88,27 @@ def locate(settings: Settings, name: str, repo_url: str | None = None) -> Locate
         head, sep, tail = full.rpartition("postgres/")
         prefix, key = (head.rstrip("/"), sep + tail) if sep else full.rpartition("/")[::2]
         repo = settings.open_repository(f"s3://{bucket}/{prefix}".rstrip("/"))
-        return Located(repo, catalog.find(repo, key, repository_lock(repo)[1], exact=True))
+        return Located(
+            repo,
+            catalog.find(repo, key, repository_lock(repo, locks=settings.locks)[1], exact=True),
+        )
     if repo_url is None and path.is_dir():
         raise NotFound(f"{name} is a directory, not a backup file")
     if repo_url is None and (path.is_file() or Path(name + MANIFEST_SUFFIX).is_file()):
         repo = LocalRepository(path.parent)
-        return Located(repo, catalog.find(repo, path.name, repository_lock(repo)[1], exact=True))
+        return Located(
+            repo,
+            catalog.find(
+                repo, path.name, repository_lock(repo, locks=settings.locks)[1], exact=True
+            ),
+        )
     repo = settings.open_repository(repo_url)
     if repo_url is None and "/" in name and isinstance(repo, LocalRepository):
         raise NotFound(
             f"no backup named {name!r}: no such file (a name with '/' is a path; "
             f"a bare name is looked up in {repo.url})"
         )
-    return Located(repo, catalog.find(repo, name, repository_lock(repo)[1]))
+    return Located(repo, catalog.find(repo, name, repository_lock(repo, locks=settings.locks)[1]))
 
 
 def identities_for(settings: Settings, loc: Located) -> list[Any]:

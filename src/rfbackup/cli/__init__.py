@@ -22,6 +22,7 @@ from rfbackup.cli import keys as keys_cmd
 from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
 from rfbackup.cli import status as status_cmd
+from rfbackup.cli import unlock as unlock_cmd
 from rfbackup.cli.common import (
     EnvOption,
     JsonOption,
@@ -51,6 +52,7 @@ app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)
 app.add_typer(keys_cmd.app, name="keys")
+app.command("unlock")(unlock_cmd.unlock)
 app.command("wal-push", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_push)
 app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_fetch)
 app.command("wal-verify")(pitr_cmd.wal_verify)
@@ -95,7 +97,7 @@ def list_backups(
 
     s = settings(env, repo)
     repository = s.open_repository()
-    entries = catalog.scan(repository, repository_lock(repository)[1])
+    entries = catalog.scan(repository, repository_lock(repository, locks=s.locks)[1])
     if as_json:
         print_json([e.to_dict() for e in entries])
     elif not entries:

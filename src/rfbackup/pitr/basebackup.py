@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from rfbackup import __version__, interrupts
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import ConfigError, IntegrityError, SourceError
-from rfbackup.locks import exclusive
+from rfbackup.lease import Lease, job
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.pipeline import BLOCK_SIZE, StoredStream
@@ -99,9 +100,15 @@ def check_archiving(server: Server, archive: WalArchive) -> None:
         )
 
 
-def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
+def base_backup_job(settings: Settings, repo: Repository) -> AbstractContextManager[Lease]:
+    """The lock and lease of base backups, shared with `pitr prune`."""
     from rfbackup.backup import repository_lock
 
+    what, path = repository_lock(repo, COMPONENT, settings.locks)
+    return job(repo, COMPONENT, what, path, settings.locks.lease_seconds)
+
+
+def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
     target = settings.postgres_target()
     recipients = settings.backup_recipients()
     Signer.from_options(settings.signing)  # a bad key fails now, not after the backup
@@ -114,8 +121,7 @@ def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
             "this server has tablespaces outside the data directory; base backups support "
             "only the default tablespaces"
         )
-    what, path = repository_lock(repo, COMPONENT)
-    with exclusive(path, what):
+    with base_backup_job(settings, repo):
         for obj in repo.list(PREFIX, include_partial=True):
             if obj.partial:
                 log.warning("removing %s left by an interrupted run", repo.describe(obj.key))

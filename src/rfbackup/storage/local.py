@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -170,3 +171,47 @@ class LocalRepository:
 
     def describe(self, key: str) -> str:
         return str(self._path(key))
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_conditional(self, key: str, data: bytes, if_match: str | None) -> str | None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if if_match is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                try:
+                    fd = os.open(path, flags, 0o600)
+                except FileExistsError:
+                    return None
+                except FileNotFoundError:  # the empty folder was just tidied away: again
+                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    fd = os.open(path, flags, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            else:
+                current = self.read_tagged(key)
+                if current is None or current[1] != if_match:
+                    return None
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise storage_error(exc, str(path)) from None
+        return hashlib.sha256(data).hexdigest()
