@@ -1,5 +1,6 @@
 """A repository in a local folder.
 
+Files are created 0600 and folders 0700: a plain dump is the whole database.
 Writes go to a hidden ``.NAME.partial`` file beside the target, then fsync, rename, fsync of
 the folder: after a crash either the old state or the whole new object exists, plus at worst
 a ``.partial`` file that listing reports as partial and never as a backup.
@@ -35,6 +36,16 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     return StorageError(f"cannot write {what}: {reason}")
 
 
+def private_dirs(path: Path) -> None:
+    """``mkdir -p`` where every folder created is 0700 (existing ones are left alone)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -48,8 +59,9 @@ class LocalWriter:
         self.final = final
         self.partial = _partial_path(final)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: BinaryIO | None = open(self.partial, "xb")  # noqa: SIM115
+            private_dirs(final.parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._fh: BinaryIO | None = os.fdopen(os.open(self.partial, flags, 0o600), "wb")
         except FileExistsError:
             raise StorageError(f"{self.partial} exists: another write is in progress") from None
         except OSError as exc:
@@ -186,7 +198,7 @@ class LocalRepository:
     def put_conditional(self, key: str, data: bytes, if_match: str | None) -> str | None:
         path = self._path(key)
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dirs(path.parent)
             if if_match is None:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                 try:
@@ -194,7 +206,7 @@ class LocalRepository:
                 except FileExistsError:
                     return None
                 except FileNotFoundError:  # the empty folder was just tidied away: again
-                    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    private_dirs(path.parent)
                     fd = os.open(path, flags, 0o600)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
