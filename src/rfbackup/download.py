@@ -23,7 +23,10 @@ def get(settings: Settings, name: str, dest: Path, allow_unverified: bool = Fals
         raise StorageError(f"{loc.repo.describe(loc.key)}: {entry.problem}")
     if not entry.good or entry.manifest is None:
         raise IntegrityError(f"{loc.repo.describe(loc.key)} is not a good backup ({entry.status})")
-    signing.check(settings.signing, entry.manifest, loc.repo.describe(loc.key), allow_unverified)
+    dev = settings.env.value == "development"
+    signing.check(
+        settings.signing, entry.manifest, loc.repo.describe(loc.key), allow_unverified, dev
+    )
     target = LocalRepository(dest)
     folder = loc.key.rpartition("/")[0]
     for key in entry.object_keys():

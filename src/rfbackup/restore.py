@@ -253,7 +253,9 @@ def restore_postgres(
     t0 = time.monotonic()
     loc = locate(settings, name, repo_url)
     where = loc.repo.describe(loc.key)
-    signature = signing.check(settings.signing, loc.manifest, where, allow_unverified)
+    signature = signing.check(
+        settings.signing, loc.manifest, where, allow_unverified, settings.env.value == "development"
+    )
     identities = identities_for(settings, loc)
     base = settings.postgres_target()
     verify_stored(loc, allow_unverified, identities, base.bin_dir)

@@ -146,7 +146,11 @@ def sign_manifest(settings: Settings, manifest: Manifest) -> None:
 
 
 def check(
-    options: SigningOptions, manifest: Manifest | None, where: str, allow_unverified: bool
+    options: SigningOptions,
+    manifest: Manifest | None,
+    where: str,
+    allow_unverified: bool,
+    development: bool = False,
 ) -> str:
     """Refuse a manifest not signed by a trusted key; returns what was proven, for reports.
 
@@ -159,7 +163,10 @@ def check(
         problem = "no trusted public key is configured (RFBACKUP_SIGNING__PUBLIC_KEYS)"
         if options.required:
             return _refuse(f"{where}: {problem}, and signatures are required", allow_unverified)
-        log.warning("signature of %s NOT checked: %s", where, problem)
+        # Development restores stay quiet; staging and production say it on every restore.
+        (log.debug if development else log.warning)(
+            "signature of %s NOT checked: %s", where, problem
+        )
         return "unchecked"
     sig = manifest.signature
     if not sig:
