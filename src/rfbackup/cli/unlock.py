@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
-from rfbackup.errors import AlreadyRunning
+from rfbackup.errors import AlreadyRunning, NotFound
 
 
 def unlock(
@@ -43,10 +43,10 @@ def unlock(
             f"{repository.describe(lease_key(component))} is held by {who}; "
             "add --force if that job is dead"
         )
+    if current is None and not dry_run:
+        raise NotFound(f"no lease {repository.describe(lease_key(component))}")
     if current is not None:
         break_lease(repository, component, dry_run)
-    elif not dry_run:
-        break_lease(repository, component, dry_run)  # raises NotFound: nothing to unlock
     doc = {
         "lease": repository.describe(lease_key(component)),
         "holder": holder.to_dict() if holder else None,
