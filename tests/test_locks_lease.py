@@ -222,3 +222,29 @@ def test_two_hosts_one_bucket(env: Env, s3: ThrowawayS3, tmp_path: Path) -> None
     r = env.run("restore", name, "--yes", "--target-db", f"{env.dbname}_a", **extra)
     assert r.returncode == 0, r.stderr
     assert table_checksums(env.pg.dsn(f"{env.dbname}_a")) == before
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_conditional_writes_behind_the_lease(backend: str, s3: ThrowawayS3, tmp_path: Path) -> None:
+    from rfbackup.storage import open_repository
+    from rfbackup.storage.s3 import S3Settings
+
+    if backend == "local":
+        repo = open_repository(str(tmp_path / "repo"))
+    else:
+        bucket = new_bucket(s3)
+        repo = open_repository(
+            f"s3://{bucket}/rf",
+            S3Settings(s3.endpoint, s3.region, s3.access_key, s3.secret_key),
+        )
+    assert repo.read_tagged("locks/x.lease") is None
+    tag = repo.put_conditional("locks/x.lease", b"one", None)
+    assert tag is not None
+    assert repo.put_conditional("locks/x.lease", b"two", None) is None  # exists: refused
+    assert repo.read_tagged("locks/x.lease") == (b"one", tag)
+    assert repo.put_conditional("locks/x.lease", b"three", "not-the-tag") is None
+    new = repo.put_conditional("locks/x.lease", b"four", tag)
+    assert new is not None and new != tag
+    assert repo.read_tagged("locks/x.lease") == (b"four", new)
+    if backend == "local":
+        assert stat.S_IMODE((tmp_path / "repo" / "locks" / "x.lease").stat().st_mode) == 0o600

@@ -118,3 +118,47 @@ def test_an_honest_dump_with_backslash_data_restores(victim: tuple[Env, str]) ->
         "SELECT coalesce(a, 'NULL') || '|' || b FROM tricky ORDER BY 1", f"{env.dbname}_copy"
     )
     assert rows.split("\n") == ["NULL|x", "\\! not a command|\\o |nope"]
+
+
+@pytest.mark.parametrize(
+    "version,ok",
+    [
+        ("psql (PostgreSQL) 15.13", False),
+        ("psql (PostgreSQL) 15.14", True),
+        ("psql (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)", True),
+        ("psql (PostgreSQL) 16.9", False),
+        ("psql (PostgreSQL) 17.6", True),
+        ("psql (PostgreSQL) 18.0", True),
+        ("psql (PostgreSQL) 12.22", False),
+        ("", False),
+    ],
+)
+def test_only_a_psql_that_knows_restrict_is_used(version: str, ok: bool) -> None:
+    from rfbackup.sources.postgres.sqlguard import psql_can_restrict
+
+    assert psql_can_restrict(version) is ok
+
+
+@pytest.mark.parametrize(
+    "dump,problem",
+    [
+        (b"", "does not start with pg_dump's header"),
+        (
+            b"--\n-- PostgreSQL database dump\n--\n\nSELECT 1;\n",
+            "lacks pg_dump's completion footer",
+        ),
+        (
+            b"--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\nSELECT 1;\n"
+            b"\n--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict xyz\n\n",
+            "does not match its header",
+        ),
+    ],
+)
+def test_guard_refuses_what_pg_dump_would_not_write(dump: bytes, problem: str) -> None:
+    import io
+
+    from rfbackup.errors import IntegrityError
+    from rfbackup.sources.postgres.sqlguard import GuardedDump
+
+    with pytest.raises(IntegrityError, match=problem):
+        GuardedDump(io.BytesIO(dump), None, "x").read(-1)
