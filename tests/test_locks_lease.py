@@ -248,3 +248,28 @@ def test_conditional_writes_behind_the_lease(backend: str, s3: ThrowawayS3, tmp_
     assert repo.read_tagged("locks/x.lease") == (b"four", new)
     if backend == "local":
         assert stat.S_IMODE((tmp_path / "repo" / "locks" / "x.lease").stat().st_mode) == 0o600
+
+
+def test_a_run_whose_lease_was_taken_over_publishes_nothing(
+    env: Env, s3: ThrowawayS3, tmp_path: Path
+) -> None:
+    bucket = new_bucket(s3)
+    extra = s3_vars(env, s3, bucket, RFBACKUP_LOCKS__LEASE_SECONDS="3")
+    proc = env.popen(
+        "backup", "postgres", RFBACKUP_PG_BIN=str(shim_bin(tmp_path, "sleep 4")), **extra
+    )
+    client = s3.client()
+    deadline = time.monotonic() + 60
+    while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    put_lease(s3, bucket, "postgres", "usurper-host", 600)  # another host broke our lease
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, err
+    assert "took over" in err
+    listed = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert listed == ["rf/locks/postgres.lease"]  # no data, roles or manifest published
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert lease_keys(s3, bucket) == ["rf/locks/postgres.lease"]  # the usurper's, untouched
+    body = client.get_object(Bucket=bucket, Key="rf/locks/postgres.lease")["Body"].read()
+    assert json.loads(body)["host"] == "usurper-host"

@@ -24,7 +24,7 @@ import deflate
 from rfbackup import __version__, interrupts
 from rfbackup.config import LockOptions, PostgresTarget, Settings
 from rfbackup.errors import ConfigError, StorageError
-from rfbackup.lease import job
+from rfbackup.lease import ensure_held, job
 from rfbackup.locks import lock_path
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
@@ -167,6 +167,7 @@ def _run(
             encryption={"format": "age", "recipients": recipients} if age else {},
         )
         sign_manifest(settings, manifest)
+        ensure_held()
         put_bytes(repo, name.manifest_key, manifest.to_json())  # the commit point
     except BaseException:
         repo.delete(committed)

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -209,14 +210,29 @@ def _tidy(repo: Repository) -> None:
             (repo.root / PREFIX).rmdir()
 
 
+_current: ContextVar[Lease | None] = ContextVar("rfbackup_lease", default=None)
+
+
 @contextmanager
 def held(repo: Repository, component: str, what: str, seconds: int) -> Iterator[Lease]:
     lease = Lease(repo, component, what, seconds)
     lease.acquire()
+    token = _current.set(lease)
     try:
         yield lease
     finally:
+        _current.reset(token)
         lease.release()
+
+
+def ensure_held() -> None:
+    """Before a commit point: refuse to publish if another run took our lease meanwhile."""
+    lease = _current.get()
+    if lease is not None and lease.lost:
+        raise AlreadyRunning(
+            f"{lease.what}: another run took over {lease.repo.describe(lease.key)} while this "
+            "one was working; its result is discarded"
+        )
 
 
 @contextmanager

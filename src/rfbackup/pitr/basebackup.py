@@ -22,7 +22,7 @@ from typing import Any
 from rfbackup import __version__, interrupts
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import ConfigError, IntegrityError, SourceError
-from rfbackup.lease import Lease, job
+from rfbackup.lease import Lease, ensure_held, job
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.pipeline import BLOCK_SIZE, StoredStream
@@ -217,6 +217,7 @@ def _run(
             },
         )
         sign_manifest(settings, manifest)
+        ensure_held()
         put_bytes(repo, key + ".manifest.json", manifest.to_json())  # the commit point
     except BaseException:
         repo.delete(committed)
