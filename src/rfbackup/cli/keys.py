@@ -25,9 +25,8 @@ def generate(
 ) -> None:
     """Create a signing keypair. Never overwrites an existing key.
 
-    Give the private key to the backup writer (RFBACKUP_SIGNING__KEY_FILE) and the public
-    key to every host that restores (RFBACKUP_SIGNING__PUBLIC_KEYS).
-    """
+    Give the private key to the backup writer (RFBACKUP_SIGNING__KEY_FILE) and the public key to every host that restores (RFBACKUP_SIGNING__PUBLIC_KEYS).
+    """  # noqa: E501
     from rfbackup.signing import generate as make_keys
 
     pub_path, public = make_keys(out)

@@ -25,11 +25,10 @@ def unlock(
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Break the lease left by a job that died on another host (after checking it is dead).
+    """Show, or remove, the lease a backup or prune job holds in the repository.
 
-    A lease expires by itself (locks.lease_seconds after its last heartbeat); use this only
-    when you know its holder is gone and cannot wait.
-    """
+    A lease expires by itself (locks.lease_seconds after its last heartbeat). A stale one is removed; a live one only with --force, when you know its holder is gone and cannot wait.
+    """  # noqa: E501
     from rfbackup.lease import break_lease, is_live, lease_key, read
 
     s = settings(env, repo)
