@@ -173,7 +173,8 @@ def test_two_hosts_one_bucket(env: Env, s3: ThrowawayS3, tmp_path: Path) -> None
         pytest.skip("unshare is needed to give the second host its own hostname")
     bucket = new_bucket(s3)
     extra = s3_vars(env, s3, bucket, RFBACKUP_LOCKS__LEASE_SECONDS="3")
-    bindir = shim_bin(tmp_path, "sleep 5")
+    go = tmp_path / "go"  # host A's pg_dump finishes only once the test has looked
+    bindir = shim_bin(tmp_path, f'while [ ! -e "{go}" ]; do sleep 0.05; done')
     before = table_checksums(env.pg.dsn(env.dbname))
     a = env.popen(
         "backup",
@@ -183,38 +184,50 @@ def test_two_hosts_one_bucket(env: Env, s3: ThrowawayS3, tmp_path: Path) -> None
         RFBACKUP_LOCKS__DIR=str(tmp_path / "locks-a"),
         **extra,
     )
-    client = s3.client()
-    deadline = time.monotonic() + 60
-    while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
-        assert time.monotonic() < deadline and a.poll() is None
-        time.sleep(0.05)
-    first = json.loads(
-        client.get_object(Bucket=bucket, Key="rf/locks/postgres.lease")["Body"].read()
-    )
-    time.sleep(2)  # more than a third of the lease: a heartbeat has renewed it
-    renewed = json.loads(
-        client.get_object(Bucket=bucket, Key="rf/locks/postgres.lease")["Body"].read()
-    )
-    assert renewed["token"] == first["token"]
-    assert renewed["expires_at"] > first["expires_at"]
-
-    host_b = {**env.vars, **extra, "RFBACKUP_LOCKS__DIR": str(tmp_path / "locks-b")}
-    for args in (["backup", "postgres"], ["list", "--json"]):
-        b = subprocess.run(
-            ["unshare", "-u", "sh", "-c", 'hostname host-b && exec "$@"', "sh", *RFBACKUP, *args],
-            cwd=env.cwd,
-            env=host_b,
-            capture_output=True,
-            text=True,
+    try:
+        client = s3.client()
+        deadline = time.monotonic() + 60
+        while not client.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+            assert time.monotonic() < deadline and a.poll() is None
+            time.sleep(0.05)
+        first = json.loads(
+            client.get_object(Bucket=bucket, Key="rf/locks/postgres.lease")["Body"].read()
         )
-        if args[0] == "backup":
-            assert b.returncode == 5, b.stderr
-            assert f"already running on host {os.uname().nodename}" in b.stderr
-        else:
-            assert b.returncode == 0, b.stderr
-            assert [e["status"] for e in json.loads(b.stdout)] == ["in-progress"]
-    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # still there
+        time.sleep(2)  # more than a third of the lease: a heartbeat has renewed it
+        renewed = json.loads(
+            client.get_object(Bucket=bucket, Key="rf/locks/postgres.lease")["Body"].read()
+        )
+        assert renewed["token"] == first["token"]
+        assert renewed["expires_at"] > first["expires_at"]
 
+        host_b = {**env.vars, **extra, "RFBACKUP_LOCKS__DIR": str(tmp_path / "locks-b")}
+        for args in (["backup", "postgres"], ["list", "--json"]):
+            b = subprocess.run(
+                [
+                    "unshare",
+                    "-u",
+                    "sh",
+                    "-c",
+                    'hostname host-b && exec "$@"',
+                    "sh",
+                    *RFBACKUP,
+                    *args,
+                ],
+                cwd=env.cwd,
+                env=host_b,
+                capture_output=True,
+                text=True,
+            )
+            if args[0] == "backup":
+                assert b.returncode == 5, b.stderr
+                assert f"already running on host {os.uname().nodename}" in b.stderr
+            else:
+                assert b.returncode == 0, b.stderr
+                assert [e["status"] for e in json.loads(b.stdout)] == ["in-progress"]
+        assert client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # still there
+
+    finally:
+        go.touch()  # never leave host A waiting, even when an assertion failed
     out, err = a.communicate(timeout=120)
     assert a.returncode == 0, err
     name = json.loads(out)["name"]

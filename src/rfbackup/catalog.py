@@ -151,7 +151,12 @@ def _writer_running(repo: Repository, lock_file: Path) -> bool:
     from rfbackup.lease import holds_live_lease
 
     component = lock_file.stem.split("-", 1)[1]
-    return is_locked(lock_file) or holds_live_lease(repo, component)
+    if is_locked(lock_file):
+        return True
+    try:
+        return holds_live_lease(repo, component)
+    except RfBackupError:  # could not read the lease: never call a write abandoned on doubt
+        return True
 
 
 def _hidden_manifest(repo: Repository, manifest_key: str) -> bool:

@@ -199,30 +199,26 @@ class LocalRepository:
         path = self._path(key)
         try:
             private_dirs(path.parent)
-            if if_match is None:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                try:
-                    fd = os.open(path, flags, 0o600)
-                except FileExistsError:
-                    return None
-                except FileNotFoundError:  # the empty folder was just tidied away: again
-                    private_dirs(path.parent)
-                    fd = os.open(path, flags, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            else:
-                current = self.read_tagged(key)
-                if current is None or current[1] != if_match:
-                    return None
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
+            current = self.read_tagged(key) if if_match is not None else None
+            if if_match is not None and (current is None or current[1] != if_match):
+                return None
+            # The whole content goes to a private temp file first: a crash never leaves a
+            # half-written object under the real name.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                if if_match is None:
+                    os.link(tmp, path)  # atomic create-if-absent
+                else:
+                    os.replace(tmp, path)
+            except FileExistsError:
+                return None
+            finally:
+                tmp.unlink(missing_ok=True)
             _fsync_dir(path.parent)
         except OSError as exc:
             raise storage_error(exc, str(path)) from None
