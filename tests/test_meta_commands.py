@@ -162,3 +162,24 @@ def test_guard_refuses_what_pg_dump_would_not_write(dump: bytes, problem: str) -
 
     with pytest.raises(IntegrityError, match=problem):
         GuardedDump(io.BytesIO(dump), None, "x").read(-1)
+
+
+def test_meta_command_in_the_roles_sidecar_never_runs(victim: tuple[Env, str]) -> None:
+    env, name = victim
+    marker = env.cwd / "pwned"
+    mpath = env.backups / f"{name}.manifest.json"
+    manifest = json.loads(mpath.read_text())
+    roles = env.backups / manifest["roles"]["key"].rpartition("/")[2]
+    script = gzip.decompress(roles.read_bytes())
+    evil = gzip.compress(script + f"CREATE ROLE evil_meta; \\! touch {marker}\n".encode())
+    roles.write_bytes(evil)
+    manifest["roles"].update(sha256=hashlib.sha256(evil).hexdigest(), stored_bytes=len(evil))
+    mpath.write_text(json.dumps(manifest))
+    dbs, data = env.databases(), table_checksums(env.pg.dsn(env.dbname))
+    r = env.run("restore", name, "--yes")
+    assert r.returncode == 9, r.stderr
+    assert "restricted" in r.stderr
+    assert not marker.exists()
+    assert env.sql("SELECT count(*) FROM pg_roles WHERE rolname = 'evil_meta'") == "0"
+    assert env.databases() == dbs
+    assert table_checksums(env.pg.dsn(env.dbname)) == data

@@ -47,9 +47,8 @@ from rfbackup.pipeline import (
 from rfbackup.progress import Reporter
 from rfbackup.restore_plan import RestorePlan
 from rfbackup.restore_sidecars import roles_key, sidecar_key
-from rfbackup.sources.postgres import dbprops
+from rfbackup.sources.postgres import dbprops, sqlguard, tools
 from rfbackup.sources.postgres import restore as pg
-from rfbackup.sources.postgres import sqlguard, tools
 from rfbackup.sources.postgres.dumpfile import DumpShape, read_through
 from rfbackup.storage import Repository, read_bytes
 from rfbackup.storage.local import LocalRepository, storage_error

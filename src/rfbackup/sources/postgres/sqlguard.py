@@ -15,6 +15,7 @@ every backslash command, wherever it appears in a line; COPY data (ended by ``\\
 command and still loads. Nobody else knows R, so nothing inside the dump can lift the
 restriction. On top of that the dump's own key K, recorded in the manifest at backup time,
 must match, and any data after the completion footer fails the restore before psql sees it.
+The roles script taken from the roles sidecar runs inside its own fresh key as well.
 """
 
 from __future__ import annotations
@@ -132,11 +133,23 @@ class GuardedDump:
         return head
 
 
-def for_psql(stream: Readable, expected_key: str | None, where: str, psql_version: str) -> Readable:
-    """The guarded stream, once we know this psql will honour ``\\restrict``."""
+def restricted(script: str, psql_version: str) -> str:
+    """A small script of our own making (the roles to create) with every meta-command
+    blocked: its lines come from a stored sidecar, so they get the same treatment."""
+    _require_restrict(psql_version)
+    key = secrets.token_hex(32)
+    return f"\\restrict {key}\n{script}\n\\unrestrict {key}\n"
+
+
+def _require_restrict(psql_version: str) -> None:
     if not psql_can_restrict(psql_version):
         raise RestoreError(
             f"{psql_version or 'psql'} cannot block meta-commands (\\restrict); "
-            "restoring plain dumps needs psql 13.22, 14.19, 15.14, 16.10, 17.6 or later"
+            "restoring needs psql 13.22, 14.19, 15.14, 16.10, 17.6 or later"
         )
+
+
+def for_psql(stream: Readable, expected_key: str | None, where: str, psql_version: str) -> Readable:
+    """The guarded stream, once we know this psql will honour ``\\restrict``."""
+    _require_restrict(psql_version)
     return GuardedDump(stream, expected_key, where)
