@@ -176,6 +176,8 @@ class LockOptions(BaseModel):
     (~/.local/state/rfbackup/locks): private to the user, the same under cron and a login.
     """
 
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
     dir: Path | None = None  # RFBACKUP_LOCKS__DIR; must be owned by the user, mode 0700
     lease_seconds: int = Field(default=300, ge=3, le=86400)  # renewed every third of this
 
@@ -191,6 +193,8 @@ class LockOptions(BaseModel):
 class SigningOptions(BaseModel):
     """Ed25519 manifest signatures (see docs/security.md). The writer holds the private key;
     restores trust only the listed public keys."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
     key_file: Path | None = None  # private key (PEM, 0600) of the backup writer; never logged
     public_keys: Annotated[list[str], NoDecode] = []  # ed25519:BASE64, comma or space separated
