@@ -17,7 +17,8 @@ help:
 	@echo "make install    link /usr/local/bin/rfbackup to .venv/bin/rfbackup (as root)"
 	@echo "make mutation   mutation score of the guarantee modules (MUTANTS='rfbackup.catalog*' ...)"
 	@echo "make db-backup | db-backup-prod | db-backup-list | db-backup-retention"
-	@echo "make db-restore BACKUP_FILE=backups/backup_YYYYMMDD_HHMMSS.sql.gz"
+	@echo "make db-restore BACKUP_FILE=backups/backup_YYYYMMDD_HHMMSS.sql.gz [YES=1] [ARGS='--target-db NAME']"
+	@echo "scripts/runbook TARGET [FILE]   the same, exiting with rfbackup's own exit code"
 
 setup: $(STAMP)
 
@@ -52,21 +53,26 @@ mutation: setup
 	@$(VENV)/bin/python scripts/mutation_report.py mutants/mutmut-cicd-stats.json
 	@$(VENV)/bin/mutmut results
 
+# The runbook targets run scripts/runbook, which gets make's variables from the environment
+# (never pasted into a shell command line) and exits with rfbackup's own code. make itself
+# always exits 2 when a recipe fails and prints "Error N" with rfbackup's code N; callers that
+# need the code should run scripts/runbook directly (docs/postgres-backups.md).
+export BACKUP_FILE YES ARGS
+
 db-backup: setup
-	$(RFBACKUP) backup postgres
+	@scripts/runbook db-backup
 
 db-backup-prod: setup
-	$(RFBACKUP) backup postgres --env production
+	@scripts/runbook db-backup-prod
 
 db-backup-list: setup
-	$(RFBACKUP) list
+	@scripts/runbook db-backup-list
 
 db-restore: setup
-	@if [ -z "$(BACKUP_FILE)" ]; then echo "usage: make db-restore BACKUP_FILE=backups/backup_YYYYMMDD_HHMMSS.sql.gz" >&2; exit 2; fi
-	$(RFBACKUP) restore "$(BACKUP_FILE)"
+	@scripts/runbook db-restore
 
 db-backup-retention: setup
-	$(RFBACKUP) prune
+	@scripts/runbook db-backup-retention
 
 bench: setup
 	$(VENV)/bin/python benchmarks/postgres_backup.py $(BENCH_ARGS)

@@ -179,7 +179,10 @@ def test_s3_killed_mid_upload(big_env: Env, tmp_path: Path) -> None:
         del extra["RFBACKUP_PG_BIN"]
         client = server.client()
         (upload,) = client.list_multipart_uploads(Bucket=bucket)["Uploads"]
-        assert client.list_objects_v2(Bucket=bucket).get("Contents", []) == []
+        # Only the lease of the failed run is left (S3 was down when it tried to delete it):
+        # it names a process that is gone, so it is stale at once (docs/security.md).
+        objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert objects == ["rf/locks/postgres.lease"]
         listed = json.loads(env.run("list", "--json", **extra).stdout)
         stale = upload["Key"].removeprefix("rf/")
         assert [(e["name"], e["status"]) for e in listed] == [(stale, "abandoned")]
@@ -190,6 +193,9 @@ def test_s3_killed_mid_upload(big_env: Env, tmp_path: Path) -> None:
         assert [e["status"] for e in json.loads(env.run("list", "--json", **extra).stdout)] == [
             "ok"
         ]
+        assert "breaking the stale lease" in r.stderr
+        objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert not [k for k in objects if k.startswith("rf/locks/")]  # released at the end
 
 
 def test_get_downloads_a_restorable_copy_and_no_secret_leaks(

@@ -22,27 +22,29 @@ from typing import Any
 import deflate
 
 from rfbackup import __version__, interrupts
-from rfbackup.config import PostgresTarget, Settings
+from rfbackup.config import LockOptions, PostgresTarget, Settings
 from rfbackup.errors import ConfigError, StorageError
-from rfbackup.locks import exclusive, lock_path
+from rfbackup.lease import ensure_held, job
+from rfbackup.locks import lock_path
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.naming import BackupName
 from rfbackup.pipeline import StoredStream
 from rfbackup.progress import Reporter, human_bytes
-from rfbackup.sources.postgres import dbprops, roles
+from rfbackup.signing import Signer, sign_manifest
+from rfbackup.sources.postgres import dbprops, roles, sqlguard
 from rfbackup.sources.postgres.dump import PostgresDump
 from rfbackup.storage import Repository, put_bytes
-from rfbackup.storage.local import LocalRepository
 
 COMPONENT = "postgres"
 
 
-def repository_lock(repo: Repository, component: str = COMPONENT) -> tuple[str, Path]:
+def repository_lock(
+    repo: Repository, component: str = COMPONENT, locks: LockOptions | None = None
+) -> tuple[str, Path]:
     """What the lock guards (for the "already running" message) and the lock file."""
-    root = repo.root if isinstance(repo, LocalRepository) else None
-    path = lock_path(repo.url, component, root)
-    return f"a {component} backup to {repo.url}", path
+    directory = (locks or LockOptions()).directory()
+    return f"a {component} job on {repo.url}", lock_path(repo.url, component, directory)
 
 
 def backup_postgres(
@@ -58,9 +60,10 @@ def backup_postgres(
     if not target.dbname:
         raise ConfigError("no database to back up: set PGDATABASE or DATABASE_URL")
     recipients = settings.backup_recipients()
+    Signer.from_options(settings.signing)  # a bad key fails now, not after the dump
     repo = repo or settings.open_repository()
-    what, path = repository_lock(repo)
-    with exclusive(path, what):
+    what, path = repository_lock(repo, COMPONENT, settings.locks)
+    with job(repo, COMPONENT, what, path, settings.locks.lease_seconds):
         _remove_abandoned(repo)
         name = _unused_name(repo, settings, dump_format, compression, bool(recipients))
         return _run(settings, repo, name, dump_format, compression, level, recipients)
@@ -121,8 +124,11 @@ def _run(
                 with interrupts.deferred():  # the partial file exists only with its abort
                     opened = StoredStream(repo.writer(name.key), compression, level, threads, age)
                 stream = opened
+                restrict_key = None
                 with Reporter(f"dumping {dump.info.database['name']}", dump.size_estimate) as p:
                     for chunk in dump.chunks():
+                        if stream.raw_bytes == 0 and fmt == "plain":
+                            restrict_key = sqlguard.restrict_key(bytes(chunk[:4096]))
                         stream.write(chunk)
                         p.advance(len(chunk))
                 info = dump.finish()
@@ -152,6 +158,7 @@ def _run(
                 "format": fmt,
                 "pg_dump_version": info.pg_dump_version,
                 "snapshot": info.snapshot,
+                **({"restrict_key": restrict_key} if restrict_key else {}),
             },
             row_counts=info.row_counts,
             checks=info.checks,
@@ -159,6 +166,8 @@ def _run(
             roles=roles_record,
             encryption={"format": "age", "recipients": recipients} if age else {},
         )
+        sign_manifest(settings, manifest)
+        ensure_held()
         put_bytes(repo, name.manifest_key, manifest.to_json())  # the commit point
     except BaseException:
         repo.delete(committed)

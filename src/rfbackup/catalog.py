@@ -91,6 +91,7 @@ class Entry:
 
 
 PITR_PREFIXES = ("base/", "wal/")  # physical backups and the WAL archive: see rfbackup.pitr
+LEASES = "locks/"  # lease objects (rfbackup.lease), never backups
 
 
 def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> list[Entry]:
@@ -100,7 +101,7 @@ def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> l
     objects = [
         o
         for o in repo.list(prefix, include_partial=True)
-        if prefix or not o.key.startswith(PITR_PREFIXES)
+        if (prefix or not o.key.startswith(PITR_PREFIXES)) and not o.key.startswith(LEASES)
     ]
     committed = {o.key: o for o in objects if not o.partial}
     entries: list[Entry] = []
@@ -110,7 +111,7 @@ def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> l
         env = parsed.env.value if parsed and parsed.env else None
         created = parsed.stamp if parsed else obj.modified
         if obj.partial:
-            running = lock_file is not None and is_locked(lock_file)
+            running = lock_file is not None and _writer_running(repo, lock_file)
             status = "in-progress" if running else "abandoned"
             entries.append(
                 Entry(key, "postgres" if parsed else "unknown", env, created, obj.size, status)
@@ -142,6 +143,20 @@ def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> l
             )
     entries.sort(key=lambda e: (e.created_at, e.name), reverse=True)
     return entries
+
+
+def _writer_running(repo: Repository, lock_file: Path) -> bool:
+    """A write is in progress while this host's lock or anyone's live lease is held:
+    "abandoned" means the lease expired (or its holder on this host is gone)."""
+    from rfbackup.lease import holds_live_lease
+
+    component = lock_file.stem.split("-", 1)[1]
+    if is_locked(lock_file):
+        return True
+    try:
+        return holds_live_lease(repo, component)
+    except RfBackupError:  # could not read the lease: never call a write abandoned on doubt
+        return True
 
 
 def _hidden_manifest(repo: Repository, manifest_key: str) -> bool:

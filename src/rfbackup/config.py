@@ -169,6 +169,58 @@ class EncryptionOptions(BaseModel):
         return load_identities(self.identity_file)
 
 
+class LockOptions(BaseModel):
+    """Where local locks live, and how long a lease in the repository lasts (docs/security.md).
+
+    Default folder: /run/rfbackup for root, else $XDG_STATE_HOME/rfbackup/locks
+    (~/.local/state/rfbackup/locks): private to the user, the same under cron and a login.
+    """
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
+    dir: Path | None = None  # RFBACKUP_LOCKS__DIR; must be owned by the user, mode 0700
+    lease_seconds: int = Field(default=300, ge=3, le=86400)  # renewed every third of this
+
+    def directory(self) -> Path:
+        if self.dir is not None:
+            return self.dir
+        if os.geteuid() == 0:
+            return Path("/run/rfbackup")
+        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(state) / "rfbackup" / "locks"
+
+
+class SigningOptions(BaseModel):
+    """Ed25519 manifest signatures (see docs/security.md). The writer holds the private key;
+    restores trust only the listed public keys."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
+    key_file: Path | None = None  # private key (PEM, 0600) of the backup writer; never logged
+    public_keys: Annotated[list[str], NoDecode] = []  # ed25519:BASE64, comma or space separated
+    public_keys_file: Path | None = None  # one ed25519:... per line, # comments
+    required: bool = False  # refuse restores when no public key is configured at all
+
+    @field_validator("public_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        return value
+
+    def trusted_keys(self) -> list[str]:
+        keys = list(self.public_keys)
+        if self.public_keys_file is not None:
+            try:
+                lines = self.public_keys_file.read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read public keys file {self.public_keys_file}: {exc.strerror}"
+                ) from None
+            keys += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+        return keys
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RFBACKUP_",
@@ -185,6 +237,8 @@ class Settings(BaseSettings):
     pitr: PitrPolicy = PitrPolicy()  # RFBACKUP_PITR__KEEP_DAYS=14 ...
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
+    signing: SigningOptions = SigningOptions()  # RFBACKUP_SIGNING__KEY_FILE, __PUBLIC_KEYS
+    locks: LockOptions = LockOptions()  # RFBACKUP_LOCKS__DIR, RFBACKUP_LOCKS__LEASE_SECONDS
     replica: ReplicaOptions = ReplicaOptions()  # RFBACKUP_REPLICA__URL=s3://... and its access
     metrics: MetricsOptions = MetricsOptions()  # RFBACKUP_METRICS__PUSHGATEWAY_URL=...
     schedule: ScheduleOptions = ScheduleOptions()  # RFBACKUP_SCHEDULE__POSTGRES="0 2 * * *"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rfbackup import signing
 from rfbackup.catalog import UNREADABLE
 from rfbackup.config import Settings
 from rfbackup.errors import IntegrityError, StorageError
@@ -14,7 +15,7 @@ from rfbackup.restore import locate
 from rfbackup.storage.local import LocalRepository
 
 
-def get(settings: Settings, name: str, dest: Path) -> Path:
+def get(settings: Settings, name: str, dest: Path, allow_unverified: bool = False) -> Path:
     """Copy a backup's objects into folder ``dest`` (file names kept); returns the data file."""
     loc = locate(settings, name)
     entry = loc.entry
@@ -22,6 +23,10 @@ def get(settings: Settings, name: str, dest: Path) -> Path:
         raise StorageError(f"{loc.repo.describe(loc.key)}: {entry.problem}")
     if not entry.good or entry.manifest is None:
         raise IntegrityError(f"{loc.repo.describe(loc.key)} is not a good backup ({entry.status})")
+    dev = settings.env.value == "development"
+    signing.check(
+        settings.signing, entry.manifest, loc.repo.describe(loc.key), allow_unverified, dev
+    )
     target = LocalRepository(dest)
     folder = loc.key.rpartition("/")[0]
     for key in entry.object_keys():

@@ -39,6 +39,9 @@ def parse_recipients(keys: list[str]) -> list[Any]:
 
 
 def load_identities(path: Path) -> list[Any]:
+    from rfbackup.signing import warn_if_shared
+
+    warn_if_shared(path, "age identity file")
     try:
         text = path.read_text()
     except OSError as exc:

@@ -1,7 +1,13 @@
-"""One run at a time per repository and component, with an advisory ``flock``.
+"""One run at a time per repository and component, on this host, with an advisory ``flock``.
 
 The kernel drops an ``flock`` when its holder dies, even by ``kill -9``, so a lock left by a
 killed run never blocks the next one. The lock file records who holds it, for the message.
+Across hosts (and users), the lease object in the repository does the same job (lease.py).
+
+Lock files live in a private folder (config ``locks.dir``: /run/rfbackup for root, else the
+user's state folder), never in a shared one such as /tmp: the folder must be owned by the
+user and not writable by group or others, files are opened without following symlinks,
+created 0600, and never truncated (the holder line is rewritten in place, padded).
 """
 
 from __future__ import annotations
@@ -11,42 +17,67 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rfbackup.errors import AlreadyRunning, StorageError
+from rfbackup.errors import AlreadyRunning, ConfigError, StorageError
+
+HOLDER_BYTES = 512
 
 
-def lock_path(repository_url: str, component: str, local_root: Path | None) -> Path:
-    """Local repositories keep their locks inside; remote ones in a per-host runtime folder."""
-    if local_root is not None:
-        return local_root / f".rfbackup-{component}.lock"
+def lock_path(repository_url: str, component: str, directory: Path) -> Path:
+    """The lock file for one repository and component (local folders by absolute path)."""
+    if "://" not in repository_url:
+        repository_url = str(Path(repository_url).resolve())
     digest = hashlib.sha256(repository_url.encode()).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / "rfbackup-locks"
-    return base / f"{digest}-{component}.lock"
+    return directory / f"{digest}-{component}.lock"
+
+
+def private_dir(directory: Path) -> None:
+    """Create ``directory`` 0700, or refuse one that someone else could plant files in."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(directory)
+    except OSError as exc:
+        raise StorageError(f"cannot create lock folder {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"lock folder {directory} is not a directory (a symlink?)")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(
+            f"lock folder {directory} belongs to uid {st.st_uid}, not to this user "
+            f"(uid {os.geteuid()}); set RFBACKUP_LOCKS__DIR to a private folder"
+        )
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"lock folder {directory} is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):o}): chmod 700 it"
+        )
 
 
 @contextmanager
 def exclusive(path: Path, what: str) -> Iterator[None]:
+    private_dir(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise StorageError(f"cannot create lock {path}: {exc.strerror}") from None
+        raise StorageError(f"cannot open lock {path}: {exc.strerror}") from None
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            raise StorageError(f"lock {path} is not a regular file of this user; refusing it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise AlreadyRunning(f"{what} is already running ({_holder(fd)})") from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.pwrite(fd, json.dumps(holder).encode()[:HOLDER_BYTES].ljust(HOLDER_BYTES), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            os.pwrite(fd, b" " * HOLDER_BYTES, 0)
     finally:
         os.close(fd)
 
@@ -54,8 +85,10 @@ def exclusive(path: Path, what: str) -> Iterator[None]:
 def is_locked(path: Path) -> bool:
     """True while some process holds the lock (without taking it for long)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, PermissionError):
+        return False
+    except OSError:  # ELOOP: a symlink planted at the lock path is nobody's lock
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -68,7 +101,7 @@ def is_locked(path: Path) -> bool:
 
 def _holder(fd: int) -> str:
     try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        info = json.loads(os.pread(fd, HOLDER_BYTES, 0).strip() or b"{}")
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info["since"]))
         return f"pid {info['pid']} on {info['host']}, started {started}"
     except (ValueError, KeyError, TypeError):

@@ -49,6 +49,10 @@ class Manifest:
     db_properties: dict[str, Any] = field(default_factory=dict)
     status: str = STATUS_DONE
     format: str = FORMAT
+    signature: dict[str, Any] = field(default_factory=dict)  # Ed25519, see signing.py
+    # The document exactly as read: a signature covers what was written, not what this
+    # version of the dataclass would write today.
+    _read_doc: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -58,8 +62,21 @@ class Manifest:
     def size_bytes(self) -> int:
         return self.data.stored_bytes
 
+    def document(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc.pop("_read_doc")
+        if not doc["signature"]:
+            doc.pop("signature")
+        return doc
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes a signature covers (see :func:`rfbackup.signing.payload`)."""
+        from rfbackup.signing import payload
+
+        return payload(self._read_doc if self._read_doc is not None else self.document())
+
     def to_json(self) -> bytes:
-        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode()
+        return (json.dumps(self.document(), indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> Manifest:
@@ -67,8 +84,10 @@ class Manifest:
             doc = json.loads(raw)
             if doc.get("format") != FORMAT:
                 raise IntegrityError(f"{where}: not an rfbackup manifest ({doc.get('format')!r})")
+            read = json.loads(raw)
             doc["data"] = StoredFile(**doc["data"])
-            return cls(**doc)
+            doc.pop("_read_doc", None)
+            return cls(**doc, _read_doc=read)
         except IntegrityError:
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rfbackup import catalog
-from rfbackup.backup import repository_lock
+from rfbackup.backup import COMPONENT, repository_lock
 from rfbackup.config import Settings
 from rfbackup.errors import StorageError
+from rfbackup.lease import job
 from rfbackup.locks import is_locked
 from rfbackup.logs import log
 from rfbackup.retention import Decision, Policy, plan
@@ -24,6 +25,25 @@ def prune(
     delete_damaged: bool = False,
     now: datetime | None = None,
 ) -> list[tuple[str, Decision]]:
+    """Deleting takes the same lock and lease as a backup: they exclude each other."""
+    args = (settings, keep_days, keep_min, dry_run, include_unmanaged, delete_damaged, now)
+    if dry_run:
+        return _prune(*args)
+    repo = settings.open_repository()
+    what, path = repository_lock(repo, COMPONENT, settings.locks)
+    with job(repo, COMPONENT, what, path, settings.locks.lease_seconds):
+        return _prune(*args)
+
+
+def _prune(
+    settings: Settings,
+    keep_days: int | None,
+    keep_min: int | None,
+    dry_run: bool,
+    include_unmanaged: bool,
+    delete_damaged: bool,
+    now: datetime | None,
+) -> list[tuple[str, Decision]]:
     """Each repository is planned from its own listing, with the same rules.
 
     Call :func:`check_doubts` on the result: entries that could not be read were kept, and
@@ -34,13 +54,14 @@ def prune(
         repos.append(replica)
     done: list[tuple[str, Decision]] = []
     for repo in repos:
-        lock_file = repository_lock(repo)[1]
+        lock_file = repository_lock(repo, locks=settings.locks)[1]
         policy = Policy(
             keep_days=settings.postgres.keep_days if keep_days is None else keep_days,
             keep_min=settings.postgres.keep_min if keep_min is None else keep_min,
             # While a backup runs, its data file may briefly exist before its manifest:
             # leave unmanaged files alone then.
-            include_unmanaged=include_unmanaged and not is_locked(lock_file),
+            # (A real run holds that lock itself, so no backup can be running.)
+            include_unmanaged=include_unmanaged and (not dry_run or not is_locked(lock_file)),
             delete_damaged=delete_damaged,
         )
         for d in plan(catalog.scan(repo, lock_file), policy, now or datetime.now(UTC)):

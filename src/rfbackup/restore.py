@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars
+from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars, signing
 from rfbackup.backup import repository_lock
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import (
@@ -47,7 +47,7 @@ from rfbackup.pipeline import (
 from rfbackup.progress import Reporter
 from rfbackup.restore_plan import RestorePlan
 from rfbackup.restore_sidecars import roles_key, sidecar_key
-from rfbackup.sources.postgres import dbprops
+from rfbackup.sources.postgres import dbprops, sqlguard, tools
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres.dumpfile import DumpShape, read_through
 from rfbackup.storage import Repository, read_bytes
@@ -87,19 +87,27 @@ def locate(settings: Settings, name: str, repo_url: str | None = None) -> Locate
         head, sep, tail = full.rpartition("postgres/")
         prefix, key = (head.rstrip("/"), sep + tail) if sep else full.rpartition("/")[::2]
         repo = settings.open_repository(f"s3://{bucket}/{prefix}".rstrip("/"))
-        return Located(repo, catalog.find(repo, key, repository_lock(repo)[1], exact=True))
+        return Located(
+            repo,
+            catalog.find(repo, key, repository_lock(repo, locks=settings.locks)[1], exact=True),
+        )
     if repo_url is None and path.is_dir():
         raise NotFound(f"{name} is a directory, not a backup file")
     if repo_url is None and (path.is_file() or Path(name + MANIFEST_SUFFIX).is_file()):
         repo = LocalRepository(path.parent)
-        return Located(repo, catalog.find(repo, path.name, repository_lock(repo)[1], exact=True))
+        return Located(
+            repo,
+            catalog.find(
+                repo, path.name, repository_lock(repo, locks=settings.locks)[1], exact=True
+            ),
+        )
     repo = settings.open_repository(repo_url)
     if repo_url is None and "/" in name and isinstance(repo, LocalRepository):
         raise NotFound(
             f"no backup named {name!r}: no such file (a name with '/' is a path; "
             f"a bare name is looked up in {repo.url})"
         )
-    return Located(repo, catalog.find(repo, name, repository_lock(repo)[1]))
+    return Located(repo, catalog.find(repo, name, repository_lock(repo, locks=settings.locks)[1]))
 
 
 def identities_for(settings: Settings, loc: Located) -> list[Any]:
@@ -243,6 +251,10 @@ def restore_postgres(
 ) -> dict[str, Any]:
     t0 = time.monotonic()
     loc = locate(settings, name, repo_url)
+    where = loc.repo.describe(loc.key)
+    signature = signing.check(
+        settings.signing, loc.manifest, where, allow_unverified, settings.env.value == "development"
+    )
     identities = identities_for(settings, loc)
     base = settings.postgres_target()
     verify_stored(loc, allow_unverified, identities, base.bin_dir)
@@ -324,6 +336,7 @@ def restore_postgres(
         "rows": sum(counts.values()),
         "verified": m is not None,
         "db_properties": props is not None,
+        "signature": signature,
         "duration_seconds": round(time.monotonic() - t0, 3),
     }
     if kept:
@@ -355,7 +368,10 @@ def _load(
                 if _dump_format(loc) == "custom":
                     pg.load_custom(base, dbname, reader, None, 1, lambda n: None)
                 else:
-                    pg.load_plain(base, dbname, reader, lambda n: None)
+                    key = m.dump.get("restrict_key") if m else None
+                    psql = tools.version(tools.find("psql", base.bin_dir))
+                    guarded = sqlguard.for_psql(reader, key, where, psql)
+                    pg.load_plain(base, dbname, guarded, lambda n: None)
             for _ in read_chunks(raw):  # hash whatever trails the compressed stream
                 pass
     if m is not None and raw.sha256 != m.data.sha256:

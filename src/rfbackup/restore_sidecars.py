@@ -13,6 +13,7 @@ from rfbackup.config import PostgresTarget
 from rfbackup.errors import IntegrityError
 from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
+from rfbackup.sources.postgres import sqlguard, tools
 from rfbackup.sources.postgres.roles import missing_roles_script
 from rfbackup.storage import read_bytes
 
@@ -72,4 +73,5 @@ def create_missing_roles(
     todo, created = missing_roles_script(gzip.decompress(data).decode(), admin)
     if created:
         log.info("creating roles missing on this server: %s", ", ".join(created))
-        pg.run_sql_script(base, admin.info.dbname, todo)
+        psql = tools.version(tools.find("psql", base.bin_dir))
+        pg.run_sql_script(base, admin.info.dbname, sqlguard.restricted(todo, psql))

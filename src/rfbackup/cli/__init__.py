@@ -18,9 +18,11 @@ from typer._click.exceptions import NoArgsIsHelpError
 from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
 from rfbackup.cli import k8s as k8s_cmd
+from rfbackup.cli import keys as keys_cmd
 from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
 from rfbackup.cli import status as status_cmd
+from rfbackup.cli import unlock as unlock_cmd
 from rfbackup.cli.common import (
     EnvOption,
     JsonOption,
@@ -49,6 +51,8 @@ app.add_typer(replica_cmd.app, name="replica")
 app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)
+app.add_typer(keys_cmd.app, name="keys")
+app.command("unlock")(unlock_cmd.unlock)
 app.command("wal-push", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_push)
 app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_fetch)
 app.command("wal-verify")(pitr_cmd.wal_verify)
@@ -93,7 +97,7 @@ def list_backups(
 
     s = settings(env, repo)
     repository = s.open_repository()
-    entries = catalog.scan(repository, repository_lock(repository)[1])
+    entries = catalog.scan(repository, repository_lock(repository, locks=s.locks)[1])
     if as_json:
         print_json([e.to_dict() for e in entries])
     elif not entries:
@@ -128,8 +132,9 @@ def restore(
         bool,
         typer.Option(
             "--allow-unverified",
-            help="Restore a file that has no manifest "
-            "(after a full decompression test; row counts cannot be checked).",
+            help="Restore a file that has no manifest (after a full decompression test; row "
+            "counts cannot be checked), or whose manifest is unsigned or not signed by a "
+            "trusted key. Prints a loud warning.",
         ),
     ] = False,
     force_target: Annotated[
@@ -332,6 +337,13 @@ def prune_databases(
 def get(
     backup: Annotated[str, typer.Argument(help="A backup name or s3:// URL.")],
     dest: Annotated[Path, typer.Argument(help="Folder to download into.")] = Path("."),
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified",
+            help="Download even if the manifest is unsigned or not signed by a trusted key.",
+        ),
+    ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
@@ -342,7 +354,7 @@ def get(
     """
     from rfbackup.download import get as download
 
-    path = download(settings(env, repo), backup, dest)
+    path = download(settings(env, repo), backup, dest, allow_unverified)
     if as_json:
         print_json({"path": str(path)})
     else:

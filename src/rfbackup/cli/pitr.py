@@ -119,6 +119,13 @@ def restore(
             help="Skip checking the restored files against backup_manifest (sha256 is checked).",
         ),
     ] = False,
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified",
+            help="Use a base backup whose manifest is unsigned or not signed by a trusted key.",
+        ),
+    ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
@@ -167,6 +174,7 @@ def restore(
         archive=archive,
         owner=owner,
         verify=not no_verify,
+        allow_unverified=allow_unverified,
     )
     outcome = pitr(settings(env, repo), request)
     if as_json:
@@ -355,6 +363,7 @@ def prune(
 ) -> None:
     """Delete old base backups, and the WAL older than the oldest base backup kept."""
     from rfbackup.pitr.archive import WalArchive
+    from rfbackup.pitr.basebackup import base_backup_job
     from rfbackup.pitr.retention import apply, make_plan
     from rfbackup.retention import Policy
 
@@ -365,9 +374,12 @@ def prune(
             keep_days=s.pitr.keep_days if keep_days is None else keep_days,
             keep_min=s.pitr.keep_min if keep_min is None else keep_min,
         )
-        result = make_plan(archive, policy, datetime.now(UTC))
-        if not dry_run:
-            apply(archive, result)
+        if dry_run:
+            result = make_plan(archive, policy, datetime.now(UTC))
+        else:  # the same lock and lease as `backup base`: they exclude each other
+            with base_backup_job(s, archive.repo):
+                result = make_plan(archive, policy, datetime.now(UTC))
+                apply(archive, result)
         _show_prune(result, dry_run, as_json)
         # Base backups it could not read were kept, with all WAL: the run fails, reported so.
         _check_doubts(result.unreadable)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,13 +22,14 @@ from typing import Any
 from rfbackup import __version__, interrupts
 from rfbackup.config import PostgresTarget, Settings
 from rfbackup.errors import ConfigError, IntegrityError, SourceError
-from rfbackup.locks import exclusive
+from rfbackup.lease import Lease, ensure_held, job
 from rfbackup.logs import log
 from rfbackup.manifest import Manifest, StoredFile
 from rfbackup.pipeline import BLOCK_SIZE, StoredStream
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.pitr.walnames import Segment, end_segment, format_lsn, parse_lsn
 from rfbackup.progress import Reporter, human_bytes
+from rfbackup.signing import Signer, sign_manifest
 from rfbackup.storage import Repository, put_bytes
 
 COMPONENT = "postgres-base"
@@ -98,11 +100,18 @@ def check_archiving(server: Server, archive: WalArchive) -> None:
         )
 
 
-def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
+def base_backup_job(settings: Settings, repo: Repository) -> AbstractContextManager[Lease]:
+    """The lock and lease of base backups, shared with `pitr prune`."""
     from rfbackup.backup import repository_lock
 
+    what, path = repository_lock(repo, COMPONENT, settings.locks)
+    return job(repo, COMPONENT, what, path, settings.locks.lease_seconds)
+
+
+def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
     target = settings.postgres_target()
     recipients = settings.backup_recipients()
+    Signer.from_options(settings.signing)  # a bad key fails now, not after the backup
     repo = repo or settings.open_repository()
     archive = WalArchive(repo)
     server = inspect(target)
@@ -112,8 +121,7 @@ def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
             "this server has tablespaces outside the data directory; base backups support "
             "only the default tablespaces"
         )
-    what, path = repository_lock(repo, COMPONENT)
-    with exclusive(path, what):
+    with base_backup_job(settings, repo):
         for obj in repo.list(PREFIX, include_partial=True):
             if obj.partial:
                 log.warning("removing %s left by an interrupted run", repo.describe(obj.key))
@@ -208,6 +216,8 @@ def _run(
                 "backup_manifest": True,
             },
         )
+        sign_manifest(settings, manifest)
+        ensure_held()
         put_bytes(repo, key + ".manifest.json", manifest.to_json())  # the commit point
     except BaseException:
         repo.delete(committed)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from rfbackup import catalog
+from rfbackup import catalog, signing
 from rfbackup.catalog import Entry
 from rfbackup.config import Settings
 from rfbackup.errors import ConfigError, NotFound, RestoreError
@@ -319,6 +319,7 @@ class Request:
     owner: str | None = None
     repo_url: str | None = None
     verify: bool = True
+    allow_unverified: bool = False  # unsigned or untrusted base backup manifest
 
 
 def _identities(settings: Settings, what: str, user: pwd.struct_passwd) -> list[Any]:
@@ -364,6 +365,9 @@ def pitr(settings: Settings, req: Request) -> Outcome:
     user = owner_of(req.owner)
     backup = choose(base_backups(repo), req.target, req.backup)
     assert backup.manifest is not None
+    dev = settings.env.value == "development"
+    where = repo.describe(backup.name)
+    signing.check(settings.signing, backup.manifest, where, req.allow_unverified, dev)
     identities: list[Any] = []
     if backup.manifest.encryption:
         identities = _identities(settings, backup.name, user)

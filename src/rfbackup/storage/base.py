@@ -65,6 +65,15 @@ class Repository(Protocol):
         """Where ``key`` lives, for messages: a path or an s3:// URL."""
         ...
 
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """A small object and its version tag (S3 ETag, local sha256), or None if absent."""
+        ...
+
+    def put_conditional(self, key: str, data: bytes, if_match: str | None) -> str | None:
+        """Write ``key`` only if it is absent (``if_match`` None) or still at version
+        ``if_match``: the new tag, or None when the condition did not hold. For leases."""
+        ...
+
 
 def put_bytes(repo: Repository, key: str, data: bytes) -> None:
     """Store a small object (a manifest) atomically."""

@@ -1,5 +1,6 @@
 """A repository in a local folder.
 
+Files are created 0600 and folders 0700: a plain dump is the whole database.
 Writes go to a hidden ``.NAME.partial`` file beside the target, then fsync, rename, fsync of
 the folder: after a crash either the old state or the whole new object exists, plus at worst
 a ``.partial`` file that listing reports as partial and never as a backup.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -34,6 +36,16 @@ def storage_error(exc: OSError, what: str) -> StorageError:
     return StorageError(f"cannot write {what}: {reason}")
 
 
+def private_dirs(path: Path) -> None:
+    """``mkdir -p`` where every folder created is 0700 (existing ones are left alone)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -47,8 +59,9 @@ class LocalWriter:
         self.final = final
         self.partial = _partial_path(final)
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: BinaryIO | None = open(self.partial, "xb")  # noqa: SIM115
+            private_dirs(final.parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            self._fh: BinaryIO | None = os.fdopen(os.open(self.partial, flags, 0o600), "wb")
         except FileExistsError:
             raise StorageError(f"{self.partial} exists: another write is in progress") from None
         except OSError as exc:
@@ -170,3 +183,43 @@ class LocalRepository:
 
     def describe(self, key: str) -> str:
         return str(self._path(key))
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(key)}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_conditional(self, key: str, data: bytes, if_match: str | None) -> str | None:
+        path = self._path(key)
+        try:
+            private_dirs(path.parent)
+            current = self.read_tagged(key) if if_match is not None else None
+            if if_match is not None and (current is None or current[1] != if_match):
+                return None
+            # The whole content goes to a private temp file first: a crash never leaves a
+            # half-written object under the real name.
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                if if_match is None:
+                    os.link(tmp, path)  # atomic create-if-absent
+                else:
+                    os.replace(tmp, path)
+            except FileExistsError:
+                return None
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise storage_error(exc, str(path)) from None
+        return hashlib.sha256(data).hexdigest()

@@ -345,3 +345,33 @@ class S3Repository:
 
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.full_key(key)}"
+
+    def read_tagged(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
+            return resp["Body"].read(), str(resp["ETag"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise s3_error(exc, f"read of {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, f"read of {self.describe(key)}") from None
+
+    def put_conditional(self, key: str, data: bytes, if_match: str | None) -> str | None:
+        condition = {"IfNoneMatch": "*"} if if_match is None else {"IfMatch": if_match}
+        try:
+            resp = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.full_key(key),
+                Body=data,
+                **condition,
+                **self.sse_args(),
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey"):
+                return None
+            raise s3_error(exc, f"upload of {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, f"upload of {self.describe(key)}") from None
+        return str(resp["ETag"])
