@@ -170,3 +170,23 @@ def test_crontab_covers_every_component(
     code, out, err = run_in_process(capsys, monkeypatch, "status", "--now", "yesterday")
     assert code == 3 and "--now" in err and out == ""
     assert len(err.strip().splitlines()) == 1
+
+
+def test_errors_reach_the_current_stderr_after_an_earlier_run_set_up_logging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logging set up by an earlier main() (another stderr then) must not swallow the one-line
+    error of a later run in the same process."""
+    import io
+
+    from rfbackup import logs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RFBACKUP_CONFIG", str(tmp_path / "none.toml"))
+    with monkeypatch.context() as m:
+        m.setattr("sys.stderr", io.StringIO())
+        logs.setup(None)
+    code, out, err = run_in_process(
+        capsys, monkeypatch, "schedule", "crontab", RFBACKUP_SCHEDULE__POSTGRES="every day"
+    )
+    assert code == 3 and "schedule.postgres" in err and out == ""

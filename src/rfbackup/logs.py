@@ -53,6 +53,22 @@ class _PrivateFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().close()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when it was set up
+    (main() can run more than once in one process, e.g. in tests that capture stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup(log_file: Path | None, verbose: bool = False) -> None:
     root = logging.getLogger("rfbackup")
     for old in list(root.handlers):
@@ -61,7 +77,7 @@ def setup(log_file: Path | None, verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
     fmt = _UTCFormatter(FORMAT, DATEFMT)
-    stderr = logging.StreamHandler(sys.stderr)
+    stderr = _StderrHandler()
     stderr.setFormatter(fmt)
     root.addHandler(stderr)
     if log_file is None or _same_file(sys.stderr, log_file):
