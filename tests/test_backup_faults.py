@@ -104,7 +104,10 @@ def test_stream_broken_midway_leaves_nothing(big_env: Env, tmp_path: Path) -> No
     _, err = finish(proc, timeout=60)
     assert proc.returncode == 4, err
     assert "pg_dump failed" in err
-    assert "terminating connection due to administrator command" in err
+    # libpq reports the termination as the server's FATAL message or, when the socket closed
+    # before that message was read, as the closed connection: both name the broken stream.
+    broken = ("terminating connection due to administrator command", "server closed the connection")
+    assert any(reason in err for reason in broken), err
     assert_nothing_left(env)
 
 
