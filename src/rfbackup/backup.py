@@ -136,6 +136,8 @@ def _run(
             except BaseException:
                 if opened is not None:
                     opened.abort()
+                else:  # stopped while the writer was being made: whatever it began is ours
+                    repo.discard_partial(name.key)
                 raise
             committed.append(name.key)
         roles_record = _store_roles(repo, name, target, info.database["name"], age, committed)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pyrage
 
+from rfbackup import interrupts
 from rfbackup.errors import ConfigError, IntegrityError
 from rfbackup.pipeline import Sink
 
@@ -90,6 +91,7 @@ class Encryptor:
         self._thread.start()
 
     def _run(self, recipients: list[Any]) -> None:
+        interrupts.leave_to_main_thread()
         try:
             pyrage.encrypt_io(self._reader, self._out, recipients)
         except BaseException as exc:
@@ -133,6 +135,7 @@ class Decryptor(io.RawIOBase):
         self._thread.start()
 
     def _run(self, raw: Any, identities: list[Any]) -> None:
+        interrupts.leave_to_main_thread()
         try:
             pyrage.decrypt_io(raw, self._writer, identities)
         except BaseException as exc:

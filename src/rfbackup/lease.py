@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rfbackup import interrupts
 from rfbackup.errors import AlreadyRunning, NotFound
 from rfbackup.locks import exclusive
 from rfbackup.logs import log
@@ -176,6 +177,7 @@ class Lease:
         self.info.heartbeat_at, self.info.expires_at = now, now + self.seconds
 
     def _heartbeat(self) -> None:
+        interrupts.leave_to_main_thread()
         while not self._stop.wait(self.seconds / 3):
             self._refresh_times()
             try:

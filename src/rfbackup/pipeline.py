@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from rfbackup import interrupts
 from rfbackup.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -78,7 +79,11 @@ class GzipCompressor:
         self.sink = sink
         self.level = level
         self.raw_bytes = 0
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip")
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix="gzip",
+            initializer=interrupts.leave_to_main_thread,
+        )
         self._pending: deque[Future[bytes | bytearray]] = deque()
         self._max_pending = threads * 2
         self._buf = bytearray()

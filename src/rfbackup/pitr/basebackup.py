@@ -183,6 +183,8 @@ def _run(
                 tools.stop(proc)
             if opened is not None:
                 opened.abort()
+            else:  # stopped while the writer was being made: whatever it began is ours
+                repo.discard_partial(key)
             raise
         committed.append(key)
         first = Segment.of_lsn(timeline, start_lsn, server.segment_size)

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from rfbackup import interrupts
 from rfbackup.catalog import Entry
 from rfbackup.errors import IntegrityError
 from rfbackup.pitr import verify
@@ -57,6 +58,7 @@ class _Prefetcher:
         return False
 
     def _run(self, repo: Repository, entry: Entry, identities: list[Any]) -> None:
+        interrupts.leave_to_main_thread()
         from rfbackup.pipeline import HashingReader
         from rfbackup.restore import Located, plaintext
 

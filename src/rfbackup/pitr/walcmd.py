@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rfbackup import interrupts
+
 if TYPE_CHECKING:
     from rfbackup.config import PitrPolicy, Settings
     from rfbackup.pitr.archive import WalArchive
@@ -171,7 +173,9 @@ def push_with_batch(archive: WalArchive, path: Path, batch: int, threads: int) -
     from concurrent.futures import ThreadPoolExecutor
 
     marked = []
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(
+        max_workers=threads, initializer=interrupts.leave_to_main_thread
+    ) as pool:
         own = pool.submit(archive.push, path)
         ahead = {name: pool.submit(archive.push, wal_dir / name) for name in extras}
         own.result()
@@ -250,7 +254,9 @@ def prefetch(archive: WalArchive, name: str, folder: Path, count: int, threads: 
             wanted.append(seg.name)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(
+        max_workers=threads, initializer=interrupts.leave_to_main_thread
+    ) as pool:
         results = [pool.submit(_quiet_fetch, archive, n, folder / n) for n in wanted]
         for future in results:
             if not future.result():

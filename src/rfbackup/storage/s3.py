@@ -26,6 +26,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from rfbackup import interrupts
 from rfbackup.errors import NotFound, StorageError
 from rfbackup.storage.base import ObjectInfo
 
@@ -74,7 +75,11 @@ class S3Writer:
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, f"upload of {repo.describe(key)}") from None
         self._upload_id: str | None = resp["UploadId"]
-        self._pool = ThreadPoolExecutor(repo.settings.concurrency, thread_name_prefix="s3-part")
+        self._pool = ThreadPoolExecutor(
+            repo.settings.concurrency,
+            thread_name_prefix="s3-part",
+            initializer=interrupts.leave_to_main_thread,
+        )
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         n = len(data)

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from rfbackup import interrupts
 from rfbackup.config import PostgresTarget
 from rfbackup.errors import SourceError
 from rfbackup.pipeline import BLOCK_SIZE
@@ -157,6 +158,7 @@ class PostgresDump:
         self._counter.start()
 
     def _count(self, tables: list[str]) -> None:
+        interrupts.leave_to_main_thread()
         assert self._conn is not None
         try:
             with self._conn.cursor() as cur:

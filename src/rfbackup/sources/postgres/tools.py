@@ -15,6 +15,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO
 
+from rfbackup import interrupts
 from rfbackup.errors import ConfigError
 
 DEBIAN_LAYOUT = Path("/usr/lib/postgresql")
@@ -67,6 +68,7 @@ class StderrTail:
         self._thread.start()
 
     def _drain(self, stream: IO[bytes]) -> None:
+        interrupts.leave_to_main_thread()
         for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip()
             if line:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rfbackup import interrupts
 from rfbackup.errors import IntegrityError
 from rfbackup.sources.redis.rdb import Feed, RdbFormatError, Walked, _Closed, walk
 
@@ -64,6 +65,7 @@ class RdbCheck:
         self._thread.start()
 
     def _run(self) -> None:
+        interrupts.leave_to_main_thread()
         try:
             self._result = walk(self._feed)
         except _Closed:
