@@ -198,19 +198,9 @@ def _store_roles(
     if script is None:
         log.warning("roles not captured (%s); restore onto a new server needs them created", reason)
         return {"captured": False, "reason": reason}
-    data = bytes(deflate.gzip_compress(script, 6))
-    if age:
-        import pyrage
-
-        data = pyrage.encrypt(data, age)
-    put_bytes(repo, name.roles_key, data)
-    committed.append(name.roles_key)
-    return {
-        "captured": True,
-        "key": name.roles_key,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "stored_bytes": len(data),
-    }
+    return _store_sidecar(
+        repo, name.roles_key, bytes(deflate.gzip_compress(script, 6)), age, committed
+    )
 
 
 def _store_db_properties(
@@ -228,15 +218,22 @@ def _store_db_properties(
         log.warning("database properties not captured (%s); a restore cannot apply them", reason)
         return {"captured": False, "reason": reason}
     data = json.dumps(props, indent=2, sort_keys=True).encode() + b"\n"
+    return _store_sidecar(repo, name.dbprops_key, data, age, committed)
+
+
+def _store_sidecar(
+    repo: Repository, key: str, data: bytes, age: list[Any], committed: list[str]
+) -> dict[str, object]:
+    """Encrypt like the data, store, remember for the rollback; the manifest's record of it."""
     if age:
         import pyrage
 
         data = pyrage.encrypt(data, age)
-    put_bytes(repo, name.dbprops_key, data)
-    committed.append(name.dbprops_key)
+    put_bytes(repo, key, data)
+    committed.append(key)
     return {
         "captured": True,
-        "key": name.dbprops_key,
+        "key": key,
         "sha256": hashlib.sha256(data).hexdigest(),
         "stored_bytes": len(data),
     }

@@ -69,6 +69,12 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def is_set_up() -> bool:
+    """True once :func:`setup` has put our stderr handler in place (other handlers, such as a
+    test runner's capture, do not count: a message logged only there would reach no one)."""
+    return any(isinstance(h, _StderrHandler) for h in log.handlers)
+
+
 def setup(log_file: Path | None, verbose: bool = False) -> None:
     root = logging.getLogger("rfbackup")
     for old in list(root.handlers):

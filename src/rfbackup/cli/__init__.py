@@ -429,9 +429,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _report(exc: RfBackupError) -> int:
-    from rfbackup.logs import log
+    from rfbackup.logs import is_set_up, log
 
-    if log.handlers:
+    if is_set_up():
         log.error("%s", exc.message)
     else:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

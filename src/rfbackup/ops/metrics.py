@@ -232,9 +232,9 @@ def deliver(report: RunReport, options: MetricsOptions) -> None:
 
 
 def _warn(message: str) -> None:
-    from rfbackup.logs import log
+    from rfbackup.logs import is_set_up, log
 
-    if log.handlers:
+    if is_set_up():
         log.warning("metrics: %s", message)
     else:
         print(f"rfbackup: warning: metrics: {message}", file=sys.stderr)
