@@ -13,26 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import RFBACKUP, Env, base_env, new_bucket, table_checksums
+from test_backup_faults import shim_bin
 
 from rfbackup.locks import lock_path
-from rfbackup.sandbox.postgres import PG_BIN
 from rfbackup.sandbox.seaweedfs import ThrowawayS3
-
-
-def shim_bin(tmp: Path, after_dump: str) -> Path:
-    """A bin folder whose pg_dump runs the real one, then ``after_dump`` (a slow backup)."""
-    bindir = tmp / "shim-bin"
-    bindir.mkdir()
-    script = bindir / "pg_dump"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'[ "$1" = --version ] && exec "{PG_BIN}/pg_dump" --version\n'
-        f'"{PG_BIN}/pg_dump" "$@" || exit $?\n{after_dump}\n'
-    )
-    script.chmod(0o755)
-    for tool in ("pg_dumpall", "psql", "pg_restore"):
-        (bindir / tool).symlink_to(PG_BIN / tool)
-    return bindir
 
 
 def s3_vars(env: Env, s3: ThrowawayS3, bucket: str, **extra: str) -> dict[str, str]:
