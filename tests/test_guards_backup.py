@@ -24,6 +24,7 @@ from conftest import (
     kill_group,
     table_checksums,
 )
+from manifest_doc import sidecar
 from test_backup_faults import shim_bin, wait_for_partial
 from test_retention import _age
 
@@ -47,7 +48,7 @@ def walk(folder: Path) -> list[str]:
 def roles_file(env: Env, name: str) -> Path:
     """The roles sidecar the backup's manifest names."""
     manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    return env.backups / str(manifest["roles"]["key"])
+    return env.backups / str(sidecar(manifest, "roles")["key"])
 
 
 def rewrite_data(env: Env, name: str, sql: bytes) -> None:

@@ -32,8 +32,8 @@ def manifest(name: str, data: bytes, *, roles: str | None = None, env: str = "st
         compression="gzip",
         compression_level=6,
         data=StoredFile(name, "ab" * 32, len(data), 10 * len(data)),
-        database={"name": "app"},
-        roles={"captured": True, "key": roles} if roles else {"captured": False},
+        source={"database": {"name": "app"}},
+        sidecars=[{"name": "roles", "captured": True, "key": roles}] if roles else [],
     )
     return m.to_json()
 
@@ -197,6 +197,7 @@ def test_to_dict_and_find(repo: LocalRepository) -> None:
         "sha256": "ab" * 32,
         "status": "ok",
         "problem": None,
+        "subject": None,
         "database": "app",
         "duration_seconds": 60.0,
         "raw_bytes": 50,
@@ -329,7 +330,7 @@ def test_decision_to_dict() -> None:
 
 def test_manifest_file_form_and_foreign_format() -> None:
     text = manifest("b.sql.gz", b"1").decode()
-    assert text.startswith('{\n  "checks": {},\n  "component": "postgres",\n')
+    assert text.startswith('{\n  "component": "postgres",\n  "compression": "gzip",\n')
     assert text.endswith("\n}\n")
     with pytest.raises(IntegrityError) as caught:
         Manifest.from_json(b'{"format": "other/9"}', "here.json")

@@ -93,7 +93,7 @@ def test_bad_input_gets_one_line_and_nonzero_exit(env: Env) -> None:
         (("backup", "postgres", "--format", "tar"), 2),  # a choice: usage error, like --env
         (("backup", "postgres", "--compression", "lz4"), 2),
         (("list", "--bogus"), 2),
-        (("restore",), 2),
+        (("restore", "postgres"), 2),
         (("backup", "postgres", "--env", "qa"), 2),
     ]
     for args, code in cases:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Env, base_env, make_database, table_checksums
+from manifest_doc import sidecar
 
 from rfbackup.sandbox.postgres import ThrowawayPostgres
 
@@ -95,7 +96,9 @@ def test_a_second_unrestrict_with_the_dumps_own_key_is_refused(victim: tuple[Env
     """The attacker can read pg_dump's key from the dump; using it does not help them."""
     env, name = victim
     marker = env.cwd / "pwned"
-    key = json.loads((env.backups / f"{name}.manifest.json").read_text())["dump"]["restrict_key"]
+    key = json.loads((env.backups / f"{name}.manifest.json").read_text())["source"]["dump"][
+        "restrict_key"
+    ]
     assert len(key) >= 32
     edit = f"\\unrestrict {key}\n\\! touch {marker}\n\\restrict {key}\n".encode()
     tamper(env, name, edit, "middle")
@@ -169,11 +172,13 @@ def test_meta_command_in_the_roles_sidecar_never_runs(victim: tuple[Env, str]) -
     marker = env.cwd / "pwned"
     mpath = env.backups / f"{name}.manifest.json"
     manifest = json.loads(mpath.read_text())
-    roles = env.backups / manifest["roles"]["key"].rpartition("/")[2]
+    roles = env.backups / sidecar(manifest, "roles")["key"].rpartition("/")[2]
     script = gzip.decompress(roles.read_bytes())
     evil = gzip.compress(script + f"CREATE ROLE evil_meta; \\! touch {marker}\n".encode())
     roles.write_bytes(evil)
-    manifest["roles"].update(sha256=hashlib.sha256(evil).hexdigest(), stored_bytes=len(evil))
+    sidecar(manifest, "roles").update(
+        sha256=hashlib.sha256(evil).hexdigest(), stored_bytes=len(evil)
+    )
     mpath.write_text(json.dumps(manifest))
     dbs, data = env.databases(), table_checksums(env.pg.dsn(env.dbname))
     r = env.run("restore", name, "--yes")

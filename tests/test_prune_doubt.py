@@ -90,8 +90,7 @@ def s3_aged_copies(
 
 def sidecar_keys(name: str, manifest: dict[str, Any]) -> list[str]:
     """The data key and the sidecars its manifest names (roles, database properties)."""
-    records = (manifest.get("roles", {}), manifest.get("db_properties", {}))
-    return [name, *(str(r["key"]) for r in records if r.get("key"))]
+    return [name, *(str(r["key"]) for r in manifest["sidecars"] if r.get("key"))]
 
 
 def local_aged_copies(folder: Path, name: str, days: list[int]) -> list[str]:
@@ -297,12 +296,14 @@ def test_pitr_prune_keeps_all_wal_while_a_base_backup_is_unreadable(tmp_path: Pa
         compression="zstd",
         compression_level=3,
         data=StoredFile(newer, hashlib.sha256(data).hexdigest(), len(data), len(data)),
-        physical={
-            "system_identifier": "7000000000000000001",
-            "timeline": 1,
-            "wal_segment_size": 16 * 1024 * 1024,
-            "wal_start": "000000010000000000000003",
-            "wal_stop": "000000010000000000000003",
+        source={
+            "physical": {
+                "system_identifier": "7000000000000000001",
+                "timeline": 1,
+                "wal_segment_size": 16 * 1024 * 1024,
+                "wal_start": "000000010000000000000003",
+                "wal_stop": "000000010000000000000003",
+            }
         },
     )
     (repo / f"{newer}.manifest.json").write_bytes(good.to_json())

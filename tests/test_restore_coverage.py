@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Env, rewrite_dump, table_checksums
+from manifest_doc import pop_sidecar
 
 from rfbackup.sandbox.postgres import PG_BIN
 
@@ -58,9 +59,9 @@ def test_round_trip_records_and_checks_everything(extras: Env) -> None:
     assert fresh != even
     name = backup(env)
     m = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    assert m["row_counts"]["public.parent"] == 3  # ONLY: its own rows, not the child's
-    assert m["row_counts"]["public.child"] == 2
-    checks = m["checks"]
+    assert m["source"]["row_counts"]["public.parent"] == 3  # ONLY: its own rows, not the child's
+    assert m["source"]["row_counts"]["public.child"] == 2
+    checks = m["source"]["checks"]
     assert checks["large_objects"] == {"count": 2, "bytes": 100005}
     assert checks["sequences"]["public.counter"] == {"last_value": 3, "is_called": True}
     assert checks["sequences"]["public.unused"] == {"last_value": 100, "is_called": False}
@@ -147,8 +148,11 @@ def test_an_old_manifest_without_these_checks_still_restores(extras: Env) -> Non
     name = backup(env)
     path = env.backups / f"{name}.manifest.json"
     m = json.loads(path.read_text())
-    del m["checks"], m["db_properties"]
-    m["row_counts"]["public.parent"] = 5  # old manifests counted a parent with its children
+    del m["source"]["checks"]
+    pop_sidecar(m, "db_properties")
+    m["source"]["row_counts"]["public.parent"] = (
+        5  # old manifests counted a parent with its children
+    )
     path.write_text(json.dumps(m))
     r = env.run("restore", name, "--yes")
     assert r.returncode == 0, r.stderr
@@ -203,7 +207,9 @@ def test_a_sequence_used_while_pg_dump_runs_restores(extras: Env, tmp_path: Path
     r = env.run("backup", "postgres", RFBACKUP_PG_BIN=str(bindir))
     assert r.returncode == 0, r.stderr
     name = r.stdout.strip()
-    seq = json.loads((env.backups / f"{name}.manifest.json").read_text())["checks"]["sequences"]
+    seq = json.loads((env.backups / f"{name}.manifest.json").read_text())["source"]["checks"][
+        "sequences"
+    ]
     assert seq["public.counter"] == {"last_value": 3, "is_called": True, "moved_to": [13, True]}
     r = env.run("restore", name, "--yes")
     assert r.returncode == 0, r.stderr

@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import Env, table_checksums
+from manifest_doc import set_sidecar
+from manifest_doc import sidecar as record
 
 PASSWORD = "props-pw-123"
 
@@ -84,8 +86,8 @@ def test_every_property_round_trips_and_the_locked_out_role_stays_out(with_props
     assert props(env, db) == expected
     assert json.loads(r.stdout)["db_properties"] is True
     manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    assert manifest["db_properties"]["captured"] is True
-    assert (env.backups / manifest["db_properties"]["key"]).is_file()
+    assert record(manifest, "db_properties")["captured"] is True
+    assert (env.backups / record(manifest, "db_properties")["key"]).is_file()
     with psycopg.connect(
         host="127.0.0.1", port=env.pg.port, user=f"allowed_{db}", password=PASSWORD, dbname=db
     ) as conn:
@@ -116,7 +118,7 @@ def test_a_corrupted_properties_sidecar_is_refused_before_any_database(with_prop
     env = with_props
     name = backup(env)
     manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    sidecar = env.backups / manifest["db_properties"]["key"]
+    sidecar = env.backups / record(manifest, "db_properties")["key"]
     sidecar.write_text(sidecar.read_text().replace("42", "-1"))
     before = env.databases()
     r = env.run("restore", name, "--yes")
@@ -133,7 +135,9 @@ def test_properties_that_cannot_be_applied_fail_the_restore_and_keep_the_databas
     name = backup(env)
     manifest_path = env.backups / f"{name}.manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["roles"] = {"captured": False, "reason": "not allowed"}  # no roles to recreate
+    set_sidecar(
+        manifest, "roles", {"captured": False, "reason": "not allowed"}
+    )  # no roles to recreate
     manifest_path.write_text(json.dumps(manifest))
     env.sql(f"ALTER DATABASE {env.dbname} OWNER TO {env.vars['PGUSER']}", "postgres")
     env.sql(f"DROP ROLE owner_{env.dbname}", "postgres")  # the owner is gone on this server
@@ -160,7 +164,7 @@ def test_the_sidecar_is_encrypted_like_the_data(with_props: Env, tmp_path: Path)
     assert r.returncode == 0, r.stderr
     name = r.stdout.strip()
     manifest = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    sidecar = env.backups / manifest["db_properties"]["key"]
+    sidecar = env.backups / record(manifest, "db_properties")["key"]
     assert sidecar.name.endswith(".dbprops.json.age")
     assert b"work_mem" not in sidecar.read_bytes()
     clear = subprocess.run(

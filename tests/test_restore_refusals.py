@@ -143,7 +143,7 @@ def test_row_count_mismatch_fails_and_keeps_current_database(
     env, name = backed_up
     manifest_path = env.backups / f"{name}.manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["row_counts"]["public.events"] += 1
+    manifest["source"]["row_counts"]["public.events"] += 1
     manifest_path.write_text(json.dumps(manifest))
     env.sql("INSERT INTO projects VALUES (gen_random_uuid(), 'after backup', 'x', now())")
     before = snapshot(env)

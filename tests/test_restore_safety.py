@@ -348,7 +348,7 @@ def test_too_little_free_space_is_warned_about_before_the_question(env: Env) -> 
     name = backup(env)
     path = env.backups / f"{name}.manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["database"]["size_bytes"] = 10**16  # 8.9 PiB: more than any disk here
+    manifest["source"]["database"]["size_bytes"] = 10**16  # 8.9 PiB: more than any disk here
     path.write_text(json.dumps(manifest))
     before = snapshot(env)
     r = env.run("restore", name)

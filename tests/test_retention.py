@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import Env
+from manifest_doc import sidecar
 
 from rfbackup.catalog import Entry
 from rfbackup.retention import Policy, plan
@@ -88,10 +89,10 @@ def _age(env: Env, name: str, days: int) -> str:
     stem_old, stem_new = name[: -len(".sql.gz")], new[: -len(".sql.gz")]
     manifest.update(name=new, started_at=when.isoformat())
     manifest["data"]["key"] = new
-    roles_old = manifest["roles"]["key"]
-    manifest["roles"]["key"] = roles_old.replace(stem_old, stem_new)
+    roles_old = sidecar(manifest, "roles")["key"]
+    sidecar(manifest, "roles")["key"] = roles_old.replace(stem_old, stem_new)
     (env.backups / name).rename(env.backups / new)
-    (env.backups / roles_old).rename(env.backups / manifest["roles"]["key"])
+    (env.backups / roles_old).rename(env.backups / sidecar(manifest, "roles")["key"])
     (env.backups / f"{name}.manifest.json").unlink()
     (env.backups / f"{new}.manifest.json").write_text(json.dumps(manifest))
     return new

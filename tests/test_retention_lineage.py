@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Env, base_env, make_database, new_bucket, table_checksums
+from manifest_doc import pop_sidecar, sidecar
 from test_prune_doubt import local_aged_copies, stamp_of
 from test_s3_operations import replica_env
 
@@ -43,7 +44,8 @@ def manifest(db: str, env: str = "development") -> Manifest:
         compression="gzip",
         compression_level=4,
         data=StoredFile("x", "0" * 64, 100, 100),
-        database={"name": db},
+        subject=db,
+        source={"database": {"name": db}},
     )
 
 
@@ -127,7 +129,7 @@ def test_new_roles_sidecar_is_outside_the_runbook_glob(env: Env) -> None:
     # `ls backups/backup_*.sql.gz | tail -1` finds the dump, nothing else.
     assert fnmatch.filter(files, "backup_*.sql.gz") == [name]
     doc = json.loads((env.backups / f"{name}.manifest.json").read_text())
-    roles = doc["roles"]["key"]
+    roles = sidecar(doc, "roles")["key"]
     assert roles == name.removesuffix(".sql.gz") + ".roles.gz" and roles in files
     assert b"CREATE ROLE" in gzip.decompress((env.backups / roles).read_bytes())
     listed = json.loads(env.run("list", "--json").stdout)
@@ -148,9 +150,9 @@ def test_old_roles_sidecar_name_still_restores_and_is_pruned(env: Env, tmp_path:
     manifest_path = env.backups / f"{name}.manifest.json"
     doc = json.loads(manifest_path.read_text())
     old = name.removesuffix(".sql.gz") + ".roles.sql.gz"
-    (env.backups / doc["roles"]["key"]).rename(env.backups / old)
-    doc["roles"]["key"] = old
-    (env.backups / doc.pop("db_properties")["key"]).unlink()  # older than that sidecar too
+    (env.backups / sidecar(doc, "roles")["key"]).rename(env.backups / old)
+    sidecar(doc, "roles")["key"] = old
+    (env.backups / pop_sidecar(doc, "db_properties")["key"]).unlink()  # older than that sidecar too
     manifest_path.write_text(json.dumps(doc))
     assert [e["name"] for e in json.loads(env.run("list", "--json").stdout)] == [name]
 
@@ -195,14 +197,14 @@ def test_replica_sync_copies_an_old_named_roles_sidecar(
     client = s3.client()
     manifest_key = f"rf/{name}.manifest.json"
     doc = json.loads(client.get_object(Bucket=primary, Key=manifest_key)["Body"].read())
-    new = doc["roles"]["key"]
+    new = sidecar(doc, "roles")["key"]
     old = new.removesuffix(".roles.gz") + ".roles.sql.gz"
     client.copy_object(
         Bucket=primary, Key=f"rf/{old}", CopySource={"Bucket": primary, "Key": f"rf/{new}"}
     )
     client.delete_object(Bucket=primary, Key=f"rf/{new}")
-    doc["roles"]["key"] = old
-    client.delete_object(Bucket=primary, Key=f"rf/{doc.pop('db_properties')['key']}")
+    sidecar(doc, "roles")["key"] = old
+    client.delete_object(Bucket=primary, Key=f"rf/{pop_sidecar(doc, 'db_properties')['key']}")
     client.put_object(Bucket=primary, Key=manifest_key, Body=json.dumps(doc).encode())
 
     extra.update(replica_env(s3_replica, dr))

@@ -8,6 +8,7 @@ import os
 import subprocess
 
 from conftest import Env, created_databases, ddl_mark, schema_dump, table_checksums
+from manifest_doc import sidecar
 
 from rfbackup.sandbox.postgres import ThrowawayPostgres
 
@@ -51,17 +52,17 @@ def test_manifest_records_what_restore_checks(env: Env) -> None:
     assert manifest["data"]["raw_bytes"] == len(gzip.decompress(data))
     assert manifest["status"] == "done"
     assert manifest["environment"] == "development"
-    assert manifest["database"]["name"] == env.dbname
-    assert manifest["database"]["server_version"].startswith("15")
-    assert manifest["dump"]["pg_dump_version"].startswith("pg_dump (PostgreSQL)")
+    assert manifest["source"]["database"]["name"] == env.dbname
+    assert manifest["source"]["database"]["server_version"].startswith("15")
+    assert manifest["source"]["dump"]["pg_dump_version"].startswith("pg_dump (PostgreSQL)")
     assert manifest["compression"] == "gzip"
     assert manifest["started_at"] <= manifest["finished_at"]
     expected = {
         f"public.{t}": int(env.sql(f"SELECT count(*) FROM {t}"))
         for t in ("projects", "runs", "events", "notes", "artifacts")
     }
-    assert manifest["row_counts"] == expected
-    assert manifest["roles"]["captured"] is True
+    assert manifest["source"]["row_counts"] == expected
+    assert sidecar(manifest, "roles")["captured"] is True
 
 
 def test_gunzip_psql_by_hand_still_works(env: Env) -> None:

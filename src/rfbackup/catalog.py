@@ -65,10 +65,9 @@ class Entry:
         keys = [self.name]
         folder = self.name.rpartition("/")[0]
         if self.manifest is not None:
-            for record in (self.manifest.roles, self.manifest.db_properties):
-                if record.get("key"):
-                    sidecar = str(record["key"]).rpartition("/")[2]
-                    keys.append(f"{folder}/{sidecar}" if folder else sidecar)
+            for key in self.manifest.sidecar_keys():
+                sidecar = key.rpartition("/")[2]
+                keys.append(f"{folder}/{sidecar}" if folder else sidecar)
         elif (parsed := BackupName.parse(self.name)) is not None:
             keys += [*roles_candidates(parsed), parsed.dbprops_key]
         return [*keys, self.name + MANIFEST_SUFFIX]
@@ -84,6 +83,7 @@ class Entry:
             "sha256": self.sha256,
             "status": self.status,
             "problem": self.problem or None,
+            "subject": m.subject or None if m else None,
             "database": m.database.get("name") if m else None,
             "duration_seconds": m.duration_seconds if m else None,
             "raw_bytes": m.data.raw_bytes if m else None,
@@ -94,17 +94,39 @@ PITR_PREFIXES = ("base/", "wal/")  # physical backups and the WAL archive: see r
 LEASES = "locks/"  # lease objects (rfbackup.lease), never backups
 
 
-def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> list[Entry]:
+def scan(
+    repo: Repository, lock_file: Path | None = None, prefix: str = "", include_base: bool = False
+) -> list[Entry]:
     """Every backup-like thing in the repository (or under ``prefix``), newest first.
 
-    Without a prefix, the physical backups and WAL of point-in-time recovery are left out."""
+    Without a prefix, the WAL archive is left out, and so are the base backups of
+    point-in-time recovery unless ``include_base``."""
+    skip = () if prefix else ("wal/",) if include_base else PITR_PREFIXES
     objects = [
         o
         for o in repo.list(prefix, include_partial=True)
-        if (prefix or not o.key.startswith(PITR_PREFIXES)) and not o.key.startswith(LEASES)
+        if not (skip and o.key.startswith(skip)) and not o.key.startswith(LEASES)
     ]
     committed = {o.key: o for o in objects if not o.partial}
     entries: list[Entry] = []
+    paired: set[str] = set()  # data keys with a manifest, and every sidecar manifests name
+    for obj in objects:  # first the manifests: they say which other objects are theirs
+        key = obj.key
+        if obj.partial or not key.endswith(MANIFEST_SUFFIX):
+            continue
+        data_key = key[: -len(MANIFEST_SUFFIX)]
+        data = committed.get(data_key)
+        entry = _from_manifest(
+            repo,
+            key,
+            data_key,
+            data.size if data else None,
+            data.modified if data else obj.modified,
+        )
+        entries.append(entry)
+        paired.add(data_key)
+        if entry.manifest is not None:
+            paired.update(entry.object_keys()[1:-1])
     for obj in objects:
         key = obj.key
         parsed = BackupName.parse(key)
@@ -117,16 +139,10 @@ def scan(repo: Repository, lock_file: Path | None = None, prefix: str = "") -> l
                 Entry(key, "postgres" if parsed else "unknown", env, created, obj.size, status)
             )
             continue
-        if key.endswith(MANIFEST_SUFFIX):
-            data_key = key[: -len(MANIFEST_SUFFIX)]
-            if data_key not in committed:
-                entry = _from_manifest(repo, key, data_key, None, obj.modified)
-                entries.append(entry)
-            continue
-        if is_sidecar(key):
+        if key.endswith(MANIFEST_SUFFIX) or key in paired or is_sidecar(key):
             continue
         manifest_key = key + MANIFEST_SUFFIX
-        if manifest_key in committed or _hidden_manifest(repo, manifest_key):
+        if _hidden_manifest(repo, manifest_key):
             entries.append(_from_manifest(repo, manifest_key, key, obj.size, obj.modified))
         else:
             component = "postgres" if parsed else "unknown"

@@ -7,11 +7,11 @@ from pathlib import Path
 from rfbackup import signing
 from rfbackup.catalog import UNREADABLE
 from rfbackup.config import Settings
+from rfbackup.engine.fetch import locate
 from rfbackup.errors import IntegrityError, StorageError
 from rfbackup.logs import log
 from rfbackup.pipeline import HashingSink, read_chunks
 from rfbackup.progress import Reporter
-from rfbackup.restore import locate
 from rfbackup.storage.local import LocalRepository
 
 

@@ -22,6 +22,9 @@ def register(component: str, subject: Callable[[Manifest], str]) -> None:
 
 
 def of(m: Manifest) -> Lineage:
+    """Format 2 manifests carry their subject; format 1 ones get it from their sections."""
+    if m.subject:
+        return (m.environment, m.component, m.subject)
     subject = _SUBJECTS.get(m.component)
     return (m.environment, m.component, subject(m) if subject else "")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from rfbackup import catalog
-from rfbackup.backup import COMPONENT, repository_lock
 from rfbackup.config import Settings
-from rfbackup.errors import StorageError
-from rfbackup.lease import job
+from rfbackup.engine import registry
+from rfbackup.engine.locks import component_job, repository_lock
+from rfbackup.engine.registry import Keep
+from rfbackup.errors import ConfigError, StorageError
 from rfbackup.locks import is_locked
 from rfbackup.logs import log
 from rfbackup.retention import Decision, Policy, plan
+from rfbackup.sources.postgres.logical import COMPONENT
 from rfbackup.storage import Repository
 
 
@@ -24,21 +26,40 @@ def prune(
     include_unmanaged: bool,
     delete_damaged: bool = False,
     now: datetime | None = None,
+    components: list[str] | None = None,
 ) -> list[tuple[str, Decision]]:
-    """Deleting takes the same lock and lease as a backup: they exclude each other."""
-    args = (settings, keep_days, keep_min, dry_run, include_unmanaged, delete_damaged, now)
-    if dry_run:
-        return _prune(*args)
+    """Each component under its own retention policy (``keep_days``/``keep_min`` override
+    it), in its own lock and lease: a backup of a component and its pruning exclude each
+    other. ``components`` None means every component that has a policy."""
+    policies = registry.retention(settings)
+    chosen = components or list(policies)
+    unknown = [c for c in chosen if c not in policies]
+    if unknown:
+        raise ConfigError(
+            f"no retention policy for {', '.join(unknown)}: components with one are "
+            + ", ".join(policies)
+        )
+    done: list[tuple[str, Decision]] = []
     repo = settings.open_repository()
-    what, path = repository_lock(repo, COMPONENT, settings.locks)
-    with job(repo, COMPONENT, what, path, settings.locks.lease_seconds):
-        return _prune(*args)
+    for component in chosen:
+        keep = policies[component]
+        policy = Keep(
+            keep.days if keep_days is None else keep_days,
+            keep.min if keep_min is None else keep_min,
+        )
+        args = (settings, component, policy, dry_run, include_unmanaged, delete_damaged, now)
+        if dry_run:
+            done += _prune(*args)
+            continue
+        with component_job(repo, component, settings.locks):
+            done += _prune(*args)
+    return done
 
 
 def _prune(
     settings: Settings,
-    keep_days: int | None,
-    keep_min: int | None,
+    component: str,
+    keep: Keep,
     dry_run: bool,
     include_unmanaged: bool,
     delete_damaged: bool,
@@ -54,17 +75,18 @@ def _prune(
         repos.append(replica)
     done: list[tuple[str, Decision]] = []
     for repo in repos:
-        lock_file = repository_lock(repo, locks=settings.locks)[1]
+        lock_file = repository_lock(repo, component, settings.locks)[1]
         policy = Policy(
-            keep_days=settings.postgres.keep_days if keep_days is None else keep_days,
-            keep_min=settings.postgres.keep_min if keep_min is None else keep_min,
+            keep_days=keep.days,
+            keep_min=keep.min,
             # While a backup runs, its data file may briefly exist before its manifest:
             # leave unmanaged files alone then.
             # (A real run holds that lock itself, so no backup can be running.)
             include_unmanaged=include_unmanaged and (not dry_run or not is_locked(lock_file)),
             delete_damaged=delete_damaged,
         )
-        for d in plan(catalog.scan(repo, lock_file), policy, now or datetime.now(UTC)):
+        entries = [e for e in catalog.scan(repo, lock_file) if _belongs(e, component)]
+        for d in plan(entries, policy, now or datetime.now(UTC)):
             done.append((repo.url, d))
             if d.entry.status in catalog.DAMAGED and not d.delete:
                 log.warning(
@@ -83,6 +105,14 @@ def _prune(
             repo.delete(reversed(d.entry.object_keys()))
             log.info("deleted %s from %s: %s", d.entry.name, repo.url, d.reason)
     return done
+
+
+def _belongs(entry: catalog.Entry, component: str) -> bool:
+    """Files we cannot attribute (no manifest, foreign names) are PostgreSQL's, as they
+    were before other components existed: only ``--include-unmanaged`` deletes them."""
+    if entry.component == "unknown":
+        return component == COMPONENT
+    return entry.component == component
 
 
 def check_doubts(done: list[tuple[str, Decision]]) -> None:

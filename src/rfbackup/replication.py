@@ -102,20 +102,25 @@ def sync(primary: Repository, replica: Repository, dry_run: bool) -> Comparison:
 
 def replicate(primary: Repository, replica: Repository, name: str) -> None:
     """After a backup: put the same objects on the replica."""
-    entry = next((e for e in scan(primary) if e.name == name), None)
+    entry = next((e for e in scan(primary, prefix=name) if e.name == name), None)
     if entry is None or not entry.good:
         raise StorageError(f"cannot replicate {name}: not a good backup on {primary.url}")
     copy_backup(primary, replica, entry)
     log.info("replicated %s to %s", name, replica.url)
 
 
-def upload_pending(fallback: Repository, primary: Repository) -> list[str]:
-    """Move backups written to the fallback folder (primary was down) to the primary."""
+def upload_pending(
+    fallback: Repository, primary: Repository, replica: Repository | None = None
+) -> list[str]:
+    """Move backups written to the fallback folder (primary was down) to the primary, and
+    to the replica if there is one, before they leave the fallback folder."""
     moved = []
     for entry in scan(fallback):
         if not entry.good:
             continue
         copy_backup(fallback, primary, entry)
+        if replica is not None:
+            copy_backup(fallback, replica, entry)
         fallback.delete(reversed(entry.object_keys()))
         moved.append(entry.name)
         log.info("uploaded %s from the fallback folder to %s", entry.name, primary.url)

@@ -9,154 +9,41 @@ Any failure before the swap drops the new database and leaves the current one as
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from rfbackup import catalog, restore_checks, restore_plan, restore_sidecars, signing
-from rfbackup.backup import repository_lock
+from rfbackup import restore_checks, restore_plan, restore_sidecars, signing
 from rfbackup.config import PostgresTarget, Settings
+from rfbackup.engine import fetch
+from rfbackup.engine.fetch import Located, identities_for, locate, plaintext
 from rfbackup.errors import (
     Aborted,
     ConfigError,
     IntegrityError,
-    NotFound,
     RestoreError,
-    StorageError,
 )
 from rfbackup.logs import log
-from rfbackup.manifest import Manifest
-from rfbackup.naming import AGE_SUFFIX, MANIFEST_SUFFIX, BackupName
+from rfbackup.naming import BackupName
 from rfbackup.pipeline import (
-    DECOMPRESSION_ERRORS,
     HashingReader,
     Readable,
-    decompressed,
-    decompression_error,
     read_chunks,
-    sha256_of,
 )
 from rfbackup.progress import Reporter
 from rfbackup.restore_plan import RestorePlan
-from rfbackup.restore_sidecars import roles_key, sidecar_key
 from rfbackup.sources.postgres import dbprops, sqlguard, tools
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres.dumpfile import DumpShape, read_through
-from rfbackup.storage import Repository, read_bytes
-from rfbackup.storage.local import LocalRepository, storage_error
+from rfbackup.storage.local import storage_error
 
 STAMP = "%Y%m%d_%H%M%S"
 MAX_IDENT = 63
-
-
-@dataclass
-class Located:
-    repo: Repository
-    entry: catalog.Entry
-
-    @property
-    def key(self) -> str:
-        return self.entry.name
-
-    @property
-    def manifest(self) -> Manifest | None:
-        return self.entry.manifest
-
-
-def locate(settings: Settings, name: str, repo_url: str | None = None) -> Located:
-    """Which backup ``name`` means (docs/postgres-backups.md, "Which file is restored"):
-
-    - ``s3://bucket/prefix/KEY``: exactly that key;
-    - with ``--repo``: a key in that repository, or a bare file name (no ``/``);
-    - a PATH, i.e. a name that contains ``/`` or exists on disk: exactly that file, never
-      another one of the same name (with an S3 repository configured, a name with ``/``
-      that is not on disk is a key in it, e.g. ``postgres/STAMP.sql.gz``);
-    - otherwise a bare name in the configured repository, which must match one backup.
-    """
-    path = Path(name)
-    if name.startswith("s3://"):
-        bucket, _, full = name.removeprefix("s3://").partition("/")
-        head, sep, tail = full.rpartition("postgres/")
-        prefix, key = (head.rstrip("/"), sep + tail) if sep else full.rpartition("/")[::2]
-        repo = settings.open_repository(f"s3://{bucket}/{prefix}".rstrip("/"))
-        return Located(
-            repo,
-            catalog.find(repo, key, repository_lock(repo, locks=settings.locks)[1], exact=True),
-        )
-    if repo_url is None and path.is_dir():
-        raise NotFound(f"{name} is a directory, not a backup file")
-    if repo_url is None and (path.is_file() or Path(name + MANIFEST_SUFFIX).is_file()):
-        repo = LocalRepository(path.parent)
-        return Located(
-            repo,
-            catalog.find(
-                repo, path.name, repository_lock(repo, locks=settings.locks)[1], exact=True
-            ),
-        )
-    repo = settings.open_repository(repo_url)
-    if repo_url is None and "/" in name and isinstance(repo, LocalRepository):
-        raise NotFound(
-            f"no backup named {name!r}: no such file (a name with '/' is a path; "
-            f"a bare name is looked up in {repo.url})"
-        )
-    return Located(repo, catalog.find(repo, name, repository_lock(repo, locks=settings.locks)[1]))
-
-
-def identities_for(settings: Settings, loc: Located) -> list[Any]:
-    """The age identities needed to read ``loc``, or [] when it is not encrypted."""
-    encrypted = bool(loc.manifest and loc.manifest.encryption) or loc.key.endswith(AGE_SUFFIX)
-    if not encrypted:
-        return []
-    path = settings.encryption.identity_file
-    if path is None:
-        raise ConfigError(
-            f"{loc.key} is encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE to the age identity"
-        )
-    return settings.encryption.identities()
-
-
-@contextmanager
-def plaintext(loc: Located, raw: Any, identities: list[Any]) -> Iterator[IO[bytes]]:
-    """The original dump bytes from a stored stream: decrypt (if needed), then decompress."""
-    where = loc.repo.describe(loc.key)
-    in_body = False
-    try:
-        with ExitStack() as stack:
-            clear = raw
-            if identities:
-                from rfbackup.encryption import decrypted
-
-                clear = stack.enter_context(decrypted(raw, identities, where))
-            stream = stack.enter_context(decompressed(_compression_of(loc), clear))
-            in_body = True
-            yield _Guarded(stream, where)  # type: ignore[misc]
-            in_body = False
-    except DECOMPRESSION_ERRORS as exc:
-        if in_body:  # the consumer's own failure (e.g. its disk is full): not the backup's
-            raise
-        raise decompression_error(exc, where) from None
-
-
-class _Guarded:
-    """Reading the decompressed stream: a decoder's error means the backup is damaged. Only
-    reads are judged so; what the consumer does with the bytes fails on its own terms."""
-
-    def __init__(self, inner: IO[bytes], where: str) -> None:
-        self.inner, self.where = inner, where
-
-    def read(self, n: int = -1, /) -> bytes:
-        try:
-            return self.inner.read(n)
-        except DECOMPRESSION_ERRORS as exc:
-            raise decompression_error(exc, self.where) from None
 
 
 def verify_stored(
@@ -166,12 +53,7 @@ def verify_stored(
 
     For an encrypted backup, also prove the identity opens it."""
     entry, where = loc.entry, loc.repo.describe(loc.key)
-    if entry.status in ("in-progress", "abandoned"):
-        raise IntegrityError(f"{where} is an unfinished write, not a backup")
-    if entry.status == "unreadable":  # not a manifest-less backup: never downgrade to that
-        raise StorageError(f"{where}: {entry.problem}")
-    if entry.status in ("missing-data", "bad-manifest", "damaged"):
-        raise IntegrityError(f"{where}: {entry.problem}")
+    fetch.check_status(loc)
     if entry.manifest is None:
         if not allow_unverified:
             raise IntegrityError(
@@ -180,39 +62,7 @@ def verify_stored(
             )
         _test_decompress(loc, identities, bin_dir)
         return
-    m = entry.manifest
-    with loc.repo.open(loc.key) as fh, Reporter("verifying sha256", m.data.stored_bytes) as p:
-        digest, size = sha256_of(fh, p.advance)
-    if digest != m.data.sha256 or size != m.data.stored_bytes:
-        raise IntegrityError(
-            f"{where} is corrupted: sha256 {digest[:16]}... does not match the manifest's "
-            f"{m.data.sha256[:16]}..."
-        )
-    if m.roles.get("captured"):
-        roles_data = read_bytes(loc.repo, roles_key(loc))
-        if hashlib.sha256(roles_data).hexdigest() != m.roles["sha256"]:
-            raise IntegrityError(f"{loc.repo.describe(roles_key(loc))} is corrupted")
-    if m.db_properties.get("captured"):
-        props_key = sidecar_key(loc, m.db_properties)
-        props_data = read_bytes(loc.repo, props_key)
-        if hashlib.sha256(props_data).hexdigest() != m.db_properties["sha256"]:
-            raise IntegrityError(f"{loc.repo.describe(props_key)} is corrupted")
-    if identities:  # a wrong key must fail here, not half way into a restore
-        with loc.repo.open(loc.key) as raw, plaintext(loc, raw, identities) as stream:
-            stream.read(1)
-
-
-def _compression_of(loc: Located) -> str | None:
-    if loc.manifest is not None:
-        return loc.manifest.compression
-    parsed = BackupName.parse(loc.key)
-    if parsed is not None:
-        return parsed.compression
-    if loc.key.endswith(".gz"):
-        return "gzip"
-    if loc.key.endswith(".zst"):
-        return "zstd"
-    return None
+    fetch.verify(loc, entry.manifest, identities)
 
 
 def _dump_format(loc: Located) -> str:

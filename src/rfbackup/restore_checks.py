@@ -15,7 +15,7 @@ from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres import verify_counts
 
 if TYPE_CHECKING:
-    from rfbackup.restore import Located
+    from rfbackup.engine.fetch import Located
 
 
 def check_counts(loc: Located, base: PostgresTarget, dbname: str) -> dict[str, int]:

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from rfbackup.config import PostgresTarget
+from rfbackup.engine.fetch import sidecar_key
 from rfbackup.errors import IntegrityError
 from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
@@ -18,20 +19,13 @@ from rfbackup.sources.postgres.roles import missing_roles_script
 from rfbackup.storage import read_bytes
 
 if TYPE_CHECKING:
-    from rfbackup.restore import Located
+    from rfbackup.engine.fetch import Located
 
 
 def roles_key(loc: Located) -> str:
     """The roles sidecar always sits beside its data object, wherever the pair was copied."""
     assert loc.manifest is not None
     return sidecar_key(loc, loc.manifest.roles)
-
-
-def sidecar_key(loc: Located, record: dict[str, Any]) -> str:
-    """A sidecar named in the manifest, beside its data object."""
-    folder = loc.key.rpartition("/")[0]
-    name = str(record["key"]).rpartition("/")[2]
-    return f"{folder}/{name}" if folder else name
 
 
 def db_properties(loc: Located, identities: list[Any]) -> dict[str, Any] | None:

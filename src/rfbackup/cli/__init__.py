@@ -19,11 +19,14 @@ from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
 from rfbackup.cli import k8s as k8s_cmd
 from rfbackup.cli import keys as keys_cmd
+from rfbackup.cli import listing as listing_cmd
 from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
+from rfbackup.cli import restore as restore_cmd
 from rfbackup.cli import status as status_cmd
 from rfbackup.cli import unlock as unlock_cmd
 from rfbackup.cli.common import (
+    ComponentOption,
     EnvOption,
     JsonOption,
     RepoOption,
@@ -47,6 +50,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(backup_cmd.app, name="backup")
+app.add_typer(restore_cmd.app, name="restore")
+app.command("list")(listing_cmd.list_backups)
 app.add_typer(replica_cmd.app, name="replica")
 app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
@@ -79,127 +84,17 @@ def _root(
             "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="On an error, also show the underlying causes it hides."
+        ),
+    ] = False,
 ) -> None:
-    pass
+    _state["verbose"] = verbose
 
 
-@app.command("list")
-def list_backups(
-    env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False
-) -> None:
-    """List backups, newest first, with their status.
-
-    Files without a manifest (e.g. made by the old scripts) are shown as no-manifest.
-    """
-    from rfbackup import catalog
-    from rfbackup.backup import repository_lock
-    from rfbackup.cli.listing import table
-
-    s = settings(env, repo)
-    repository = s.open_repository()
-    entries = catalog.scan(repository, repository_lock(repository, locks=s.locks)[1])
-    if as_json:
-        print_json([e.to_dict() for e in entries])
-    elif not entries:
-        typer.echo(f"no backups in {repository.url}", err=True)
-    else:
-        table(entries)
-
-
-@app.command()
-def restore(
-    backup_file: Annotated[str, typer.Argument(help="A backup file path, or a backup name.")],
-    target_db: Annotated[
-        str | None,
-        typer.Option(
-            "--target-db",
-            help="Restore into this NEW database beside the current one, without swapping.",
-            show_default=False,
-        ),
-    ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            "--jobs",
-            "-j",
-            min=1,
-            help="pg_restore jobs for custom-format backups.",
-            show_default=False,
-        ),
-    ] = None,
-    allow_unverified: Annotated[
-        bool,
-        typer.Option(
-            "--allow-unverified",
-            help="Restore a file that has no manifest (after a full decompression test; row "
-            "counts cannot be checked), or whose manifest is unsigned or not signed by a "
-            "trusted key. Prints a loud warning.",
-        ),
-    ] = False,
-    force_target: Annotated[
-        bool,
-        typer.Option(
-            "--force-target",
-            help="Replace the database even though the backup is of another database.",
-        ),
-    ] = False,
-    allow_empty: Annotated[
-        bool,
-        typer.Option(
-            "--allow-empty",
-            help="Let a backup that restores an empty database replace one that holds data.",
-        ),
-    ] = False,
-    no_db_properties: Annotated[
-        bool,
-        typer.Option(
-            "--no-db-properties",
-            help="Do not give the new database the backup's owner, ACL, settings, comment "
-            "and connection limit.",
-        ),
-    ] = False,
-    env: EnvOption = None,
-    repo: RepoOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Restore a PostgreSQL backup: verify, load into a new database, check, swap.
-
-    The sha256 is checked before any database is touched. The current database is replaced
-    only after the restored one matches the manifest's row counts, and is kept under a
-    dated name (DB_pre_restore_YYYYMMDD_HHMMSS).
-    """
-    from rfbackup.restore import restore_postgres
-
-    def confirm(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
-        return typer.confirm(question, default=False, err=True)
-
-    result = restore_postgres(
-        settings(env, repo),
-        backup_file,
-        target_db=target_db,
-        confirm=confirm,
-        allow_unverified=allow_unverified,
-        jobs=jobs,
-        force_target=force_target,
-        allow_empty=allow_empty,
-        db_properties=not no_db_properties,
-    )
-    if as_json:
-        print_json(result)
-    else:
-        kept = result["previous_kept_as"]
-        typer.echo(
-            f"restored {result['backup']} into {result['database']} "
-            f"({result['tables']} tables, {result['rows']} rows, "
-            + ("row counts verified)" if result["verified"] else "UNVERIFIED: no manifest)")
-            + ("; database properties restored" if result["db_properties"] else "")
-            + (f"; previous database kept as {kept}" if kept else "")
-        )
+_state = {"verbose": False}
 
 
 @app.command()
@@ -211,7 +106,7 @@ def prune(
             min=0,
             max=MAX_DAYS,
             help="Delete backups older than this many days.",
-            show_default="30, from rfbackup.toml [postgres] keep_days",
+            show_default="each component's keep_days: postgres 30",
         ),
     ] = None,
     keep_min: Annotated[
@@ -219,8 +114,9 @@ def prune(
         typer.Option(
             "--keep-min",
             min=0,
-            help="Always keep this many newest good backups, whatever their age.",
-            show_default="3, from rfbackup.toml [postgres] keep_min",
+            help="Always keep this many newest good backups of each database (instance...), "
+            "whatever their age.",
+            show_default="each component's keep_min: postgres 3",
         ),
     ] = None,
     dry_run: Annotated[
@@ -240,30 +136,44 @@ def prune(
             help="Also delete damaged and bad-manifest entries older than --keep-days.",
         ),
     ] = False,
+    components: ComponentOption = None,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Delete old backups (retention). Never touches a backup still being written.
 
-    Entries whose manifest could not be read are kept, and the run then fails (exit 8).
+    Each component (postgres, redis...) keeps its own policy from the configuration;
+    --keep-days and --keep-min override it for the components pruned. Entries whose
+    manifest could not be read are kept, and the run then fails (exit 8).
     """
+    from rfbackup.engine.registry import retention
     from rfbackup.prune import check_doubts
     from rfbackup.prune import prune as run_prune
 
     s = settings(env, repo)
-    # A run that kept backups it could not read fails (check_doubts), and is reported so.
-    with reported(s, "postgres", "prune") if not dry_run else nullcontext():
-        done = run_prune(
-            s,
-            keep_days=keep_days,
-            keep_min=keep_min,
-            dry_run=dry_run,
-            include_unmanaged=include_unmanaged,
-            delete_damaged=delete_damaged,
-        )
-        _show_prune(done, dry_run, as_json)
-        check_doubts(done)
+    done: list[tuple[str, Decision]] = []
+    failed: RfBackupError | None = None
+    for component in components or list(retention(s)):
+        # A run that kept backups it could not read fails (check_doubts), and is reported so.
+        try:
+            with reported(s, component, "prune") if not dry_run else nullcontext():
+                mine = run_prune(
+                    s,
+                    keep_days=keep_days,
+                    keep_min=keep_min,
+                    dry_run=dry_run,
+                    include_unmanaged=include_unmanaged,
+                    delete_damaged=delete_damaged,
+                    components=[component],
+                )
+                done += mine
+                check_doubts(mine)
+        except RfBackupError as exc:  # the other components are still pruned
+            failed = failed or exc
+    _show_prune(done, dry_run, as_json)
+    if failed is not None:
+        raise failed
 
 
 def _show_prune(done: list[tuple[str, Decision]], dry_run: bool, as_json: bool) -> None:
@@ -406,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
     # Our own SIGINT handler too: started with SIGINT ignored (nohup, `cmd &` in a script),
     # Python would inherit "ignore" and Ctrl-C would never stop a run.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    args = rewrite(sys.argv[1:] if argv is None else argv)
+    kinds = tuple(str(c.name) for c in restore_cmd.app.registered_commands)
+    args = rewrite(sys.argv[1:] if argv is None else argv, kinds)
     try:
         rv = command().main(args=args, prog_name="rfbackup", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
@@ -431,9 +342,24 @@ def main(argv: list[str] | None = None) -> None:
 def _report(exc: RfBackupError) -> int:
     from rfbackup.logs import is_set_up, log
 
-    if is_set_up():
-        log.error("%s", exc.message)
-    else:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"{stamp} ERROR {exc.message}", file=sys.stderr)
+    lines = [exc.message]
+    if _state["verbose"]:
+        lines += [f"  caused by {type(c).__name__}: {c}" for c in causes(exc)]
+    for line in lines:
+        if is_set_up():
+            log.error("%s", line)
+        else:
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            print(f"{stamp} ERROR {line}", file=sys.stderr)
     return exc.exit_code
+
+
+def causes(exc: BaseException) -> list[BaseException]:
+    """The exceptions behind ``exc``, nearest first: its cause, or the one it was raised
+    while handling (which ``raise ... from None`` hides but keeps)."""
+    found: list[BaseException] = []
+    current = exc.__cause__ or exc.__context__
+    while current is not None and current not in found and len(found) < 10:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, reported, settings
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 
 app = typer.Typer(help="Take a backup.", no_args_is_help=True)
 
@@ -36,15 +36,14 @@ def postgres(
     Writes backup_YYYYMMDD_HHMMSS.sql.gz (production: backup_prod_...) and its manifest,
     which is written last: a backup without a manifest never happened.
     """
-    from rfbackup.backup import run_postgres_backup
+    from rfbackup.engine import job
+    from rfbackup.sources.postgres.logical import PostgresLogical
 
     s = settings(env, repo)
-    with reported(s, "postgres", "backup", s.postgres_target().dbname or "") as run:
-        result = run_postgres_backup(s, dump_format, compression)
-        m = result.manifest
-        run.stored(m.data.key, m.data.raw_bytes, m.data.stored_bytes, m.sha256)
+    result = job.run(s, PostgresLogical.from_settings(s, dump_format, compression))
     if as_json:
-        print_json(result.to_dict())
+        m = result.manifest
+        print_json({**result.to_dict(), "database": m.subject, "tables": len(m.row_counts)})
     else:
         typer.echo(result.manifest.name)
 
@@ -61,15 +60,11 @@ def base(
     repository. The manifest, written last, records LSNs, timeline and system identifier;
     it is written only once the WAL the backup needs is in the archive (wal/).
     """
-    from rfbackup.pitr.basebackup import backup_base, describe
+    from rfbackup.engine import job
+    from rfbackup.pitr.basebackup import PostgresBase, describe
 
     s = settings(env, repo)
-    target = s.postgres_target()
-    cluster = f"{target.host or 'local'}:{target.port or 5432}"
-    with reported(s, "postgres-base", "backup", cluster) as run:
-        manifest = backup_base(s)
-        d = manifest.data
-        run.stored(d.key, d.raw_bytes, d.stored_bytes, manifest.sha256)
+    manifest = job.run(s, PostgresBase(s)).manifest
     if as_json:
         print_json(describe(manifest))
     else:

@@ -52,6 +52,16 @@ RepoOption = Annotated[
         show_default=False,
     ),
 ]
+ComponentOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--component",
+        "-c",
+        metavar="NAME",
+        help="Only this component (postgres, postgres-base, redis...); repeatable.",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 

@@ -1,12 +1,65 @@
+"""``rfbackup list``: every component's backups in one table (or one JSON schema)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+import typer
 
-from rfbackup.catalog import Entry
-from rfbackup.progress import human_bytes
+from rfbackup.cli.common import ComponentOption, EnvOption, JsonOption, RepoOption, print_json
+from rfbackup.cli.common import settings as load_settings
+
+if TYPE_CHECKING:
+    from rfbackup.catalog import Entry
+
+
+def list_backups(
+    components: ComponentOption = None,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List backups of every component, newest first, with their status.
+
+    Logical dumps, base backups, Redis snapshots... and one line summing up the WAL
+    archive (first and last segment, gaps). Files without a manifest (e.g. made by the
+    old scripts) are shown as no-manifest.
+    """
+    from rfbackup import catalog
+    from rfbackup.engine.locks import repository_lock
+
+    s = load_settings(env, repo)
+    repository = s.open_repository()
+    lock = repository_lock(repository, locks=s.locks)[1]
+    entries = catalog.scan(repository, lock, include_base=True)
+    if components:
+        entries = [e for e in entries if e.component in components]
+    wal = None
+    if not components or "wal" in components:
+        from rfbackup.pitr.summary import wal_summary
+
+        wal = wal_summary(repository)
+    if as_json:
+        print_json([e.to_dict() for e in entries] + ([wal] if wal else []))
+    elif not entries and wal is None:
+        typer.echo(f"no backups in {repository.url}", err=True)
+    else:
+        table(entries)
+        if wal is not None:
+            typer.echo(wal_line(wal))
+
+
+def wal_line(wal: dict[str, Any]) -> str:
+    from rfbackup.progress import human_bytes
+
+    if not wal["segments"]:
+        return "WAL archive: empty"
+    gaps = f", {wal['gap_count']} MISSING (first {wal['gaps'][0]})" if wal["gap_count"] else ""
+    return (
+        f"WAL archive: {wal['segments']} segments, {wal['first']} .. {wal['last']}, "
+        f"{human_bytes(wal['size_bytes'])}{gaps or ', no gaps'}"
+    )
 
 
 def age(created: datetime, now: datetime) -> str:
@@ -19,9 +72,14 @@ def age(created: datetime, now: datetime) -> str:
 
 
 def table(entries: list[Entry], extra: dict[str, str] | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from rfbackup.progress import human_bytes
+
     now = datetime.now(UTC)
     t = Table(box=None, pad_edge=False)
-    for col in ("NAME", "CREATED (UTC)", "AGE", "SIZE", "STATUS"):
+    for col in ("NAME", "COMPONENT", "CREATED (UTC)", "AGE", "SIZE", "STATUS"):
         t.add_column(col, justify="right" if col in ("AGE", "SIZE") else "left")
     if extra is not None:
         t.add_column("ACTION / REASON")
@@ -29,6 +87,7 @@ def table(entries: list[Entry], extra: dict[str, str] | None = None) -> None:
         status = e.status if e.good else f"[bold red]{e.status}[/]"
         row = [
             e.name,
+            e.component,
             e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             age(e.created_at, now),
             human_bytes(e.size_bytes),

@@ -14,23 +14,21 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Generator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rfbackup import __version__, interrupts
 from rfbackup.config import PostgresTarget, Settings
+from rfbackup.engine.source import Keys, SourceBase
 from rfbackup.errors import ConfigError, IntegrityError, SourceError
-from rfbackup.lease import Lease, ensure_held, job
-from rfbackup.logs import log
-from rfbackup.manifest import Manifest, StoredFile
-from rfbackup.pipeline import BLOCK_SIZE, StoredStream
+from rfbackup.lease import Lease
+from rfbackup.manifest import Manifest
+from rfbackup.pipeline import BLOCK_SIZE
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.pitr.walnames import Segment, end_segment, format_lsn, parse_lsn
-from rfbackup.progress import Reporter, human_bytes
-from rfbackup.signing import Signer, sign_manifest
-from rfbackup.storage import Repository, put_bytes
+from rfbackup.storage import Repository
 
 COMPONENT = "postgres-base"
 PREFIX = "base/"
@@ -102,138 +100,124 @@ def check_archiving(server: Server, archive: WalArchive) -> None:
 
 def base_backup_job(settings: Settings, repo: Repository) -> AbstractContextManager[Lease]:
     """The lock and lease of base backups, shared with `pitr prune`."""
-    from rfbackup.backup import repository_lock
+    from rfbackup.engine.locks import component_job
 
-    what, path = repository_lock(repo, COMPONENT, settings.locks)
-    return job(repo, COMPONENT, what, path, settings.locks.lease_seconds)
-
-
-def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
-    target = settings.postgres_target()
-    recipients = settings.backup_recipients()
-    Signer.from_options(settings.signing)  # a bad key fails now, not after the backup
-    repo = repo or settings.open_repository()
-    archive = WalArchive(repo)
-    server = inspect(target)
-    check_archiving(server, archive)
-    if server.tablespaces:
-        raise ConfigError(
-            "this server has tablespaces outside the data directory; base backups support "
-            "only the default tablespaces"
-        )
-    with base_backup_job(settings, repo):
-        for obj in repo.list(PREFIX, include_partial=True):
-            if obj.partial:
-                log.warning("removing %s left by an interrupted run", repo.describe(obj.key))
-                repo.discard_partial(obj.key)
-        return _run(settings, repo, archive, target, server, recipients)
+    return component_job(repo, COMPONENT, settings.locks)
 
 
-def _run(
-    settings: Settings,
-    repo: Repository,
-    archive: WalArchive,
-    target: PostgresTarget,
-    server: Server,
-    recipients: list[str],
-) -> Manifest:
-    from rfbackup.encryption import parse_recipients
-    from rfbackup.sources.postgres import tools
+class PostgresBase(SourceBase):
+    """The whole cluster as one tar stream, for point-in-time recovery."""
 
-    policy = settings.pitr
-    age = parse_recipients(recipients)
-    started = datetime.now(UTC)
-    while repo.stat(key := base_key(started, bool(age))) is not None:
-        time.sleep(0.5)
-        started = datetime.now(UTC)
-    t0 = time.monotonic()
-    log.info(
-        "base backup %s of %s (%s) to %s started", key, target.display, server.version, repo.url
-    )
-    program = tools.find("pg_basebackup", target.bin_dir)
-    cmd = [program, "-D", "-", "-Ft", "-X", "fetch", "-v", f"--checkpoint={policy.checkpoint}"]
-    cmd += ["--label", f"rfbackup {started.strftime(STAMP)}"]
-    committed: list[str] = []
-    try:
-        threads = policy.compression_threads
-        opened: StoredStream | None = None
-        proc: subprocess.Popen[bytes] | None = None
-        try:
-            with interrupts.deferred():  # the partial file exists only with its abort
-                opened = StoredStream(repo.writer(key), "zstd", policy.zstd_level, threads, age)
-            stream = opened
-            proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=target.child_env()
+    component = COMPONENT
+    compression = "zstd"
+
+    def __init__(self, settings: Settings) -> None:
+        self.target = settings.postgres_target()
+        self.policy = settings.pitr
+        self.level = self.policy.zstd_level
+        self.threads = self.policy.compression_threads
+        self.progress_label = "copying the data directory"
+        self._server: Server | None = None
+        self._archive: WalArchive | None = None
+        self._physical: dict[str, Any] = {}
+
+    def prepare(self, repo: Repository) -> None:
+        self._archive = WalArchive(repo)
+        self._server = server = inspect(self.target)
+        self.size_estimate = server.size_bytes
+        check_archiving(server, self._archive)
+        if server.tablespaces:
+            raise ConfigError(
+                "this server has tablespaces outside the data directory; base backups "
+                "support only the default tablespaces"
             )
+
+    @property
+    def server(self) -> Server:
+        if self._server is None:
+            raise RuntimeError("prepare() first")
+        return self._server
+
+    def subject(self) -> str:
+        return str(self._server.system_identifier) if self._server else ""
+
+    def describe(self) -> str:
+        return f"{self.target.display} ({self.server.version})"
+
+    def keys(self, at: datetime, encrypted: bool, layout: str) -> Keys:
+        return Keys(f"{PREFIX}{at.strftime(STAMP)}", ".tar.zst", encrypted)
+
+    def owns(self, key: str) -> bool:
+        return key.startswith(PREFIX)
+
+    def stream(self) -> Generator[bytes]:
+        from rfbackup.sources.postgres import tools
+
+        started = datetime.now(UTC)
+        program = tools.find("pg_basebackup", self.target.bin_dir)
+        cmd = [program, "-D", "-", "-Ft", "-X", "fetch", "-v"]
+        cmd += [f"--checkpoint={self.policy.checkpoint}"]
+        cmd += ["--label", f"rfbackup {started.strftime(STAMP)}"]
+        self._physical = {}
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.target.child_env()
+        )
+        try:
             assert proc.stdout is not None and proc.stderr is not None
             errors = tools.StderrTail(proc.stderr, keep=200)
-            with Reporter("copying the data directory", server.size_bytes) as progress:
-                while chunk := proc.stdout.read(BLOCK_SIZE):
-                    stream.write(chunk)
-                    progress.advance(len(chunk))
+            while chunk := proc.stdout.read(BLOCK_SIZE):
+                yield chunk
             rc = proc.wait()
             errors.join()
             if rc != 0:
                 raise SourceError(f"pg_basebackup failed (exit {rc}): {errors.last}")
-            start_lsn, timeline, stop_lsn = _positions(list(errors.lines))
-            stop_time = datetime.now(UTC)
-            stream.commit()
         except BaseException:
-            if proc is not None:
-                tools.stop(proc)
-            if opened is not None:
-                opened.abort()
-            else:  # stopped while the writer was being made: whatever it began is ours
-                repo.discard_partial(key)
+            tools.stop(proc)
             raise
-        committed.append(key)
+        start_lsn, timeline, stop_lsn = _positions(list(errors.lines))
+        server = self.server
         first = Segment.of_lsn(timeline, start_lsn, server.segment_size)
         last = end_segment(timeline, stop_lsn, server.segment_size)
-        wait_for_wal(archive, first, last, policy.archive_wait_seconds)
-        manifest = Manifest(
-            name=key,
-            component=COMPONENT,
-            environment=settings.env.value,
-            tool_version=__version__,
-            started_at=started.isoformat(),
-            finished_at=datetime.now(UTC).isoformat(),
-            duration_seconds=round(time.monotonic() - t0, 3),
-            compression="zstd",
-            compression_level=policy.zstd_level,
-            data=StoredFile(key, stream.sha256, stream.stored_bytes, stream.raw_bytes),
-            database={"host": target.host, "port": target.port, "version": server.version},
-            encryption={"format": "age", "recipients": recipients} if age else {},
-            physical={
-                "system_identifier": str(server.system_identifier),
-                "pg_version_num": server.version_num,
-                "timeline": timeline,
-                "start_lsn": format_lsn(start_lsn),
-                "stop_lsn": format_lsn(stop_lsn),
-                "stop_time": stop_time.isoformat(),
-                "wal_segment_size": server.segment_size,
-                "wal_start": first.name,
-                "wal_stop": last.name,
-                "format": "tar",
-                "wal_included": True,
-                "backup_manifest": True,
-            },
-        )
-        sign_manifest(settings, manifest)
-        ensure_held()
-        put_bytes(repo, key + ".manifest.json", manifest.to_json())  # the commit point
-    except BaseException:
-        repo.delete(committed)
-        raise
-    log.info(
-        "base backup %s done: %s raw -> %s stored in %.1f s, WAL %s..%s archived",
-        key,
-        human_bytes(stream.raw_bytes),
-        human_bytes(stream.stored_bytes),
-        manifest.duration_seconds,
-        first.name,
-        last.name,
-    )
-    return manifest
+        self._physical = {
+            "system_identifier": str(server.system_identifier),
+            "pg_version_num": server.version_num,
+            "timeline": timeline,
+            "start_lsn": format_lsn(start_lsn),
+            "stop_lsn": format_lsn(stop_lsn),
+            "stop_time": datetime.now(UTC).isoformat(),
+            "wal_segment_size": server.segment_size,
+            "wal_start": first.name,
+            "wal_stop": last.name,
+            "format": "tar",
+            "wal_included": True,
+            "backup_manifest": True,
+        }
+
+    def before_commit(self) -> None:
+        """Without the WAL from start to stop in the archive, no recovery can start from
+        this copy: wait for it, else the backup is deleted."""
+        assert self._archive is not None
+        p = self._physical
+        size = int(p["wal_segment_size"])
+        first = Segment.parse(str(p["wal_start"]), size)
+        last = Segment.parse(str(p["wal_stop"]), size)
+        assert first is not None and last is not None
+        wait_for_wal(self._archive, first, last, self.policy.archive_wait_seconds)
+
+    def section(self) -> dict[str, Any]:
+        server = self.server
+        host = {"host": self.target.host, "port": self.target.port, "version": server.version}
+        return {"database": host, "physical": self._physical}
+
+    def summary(self) -> str:
+        p = self._physical
+        return f"WAL {p.get('wal_start')}..{p.get('wal_stop')} archived"
+
+
+def backup_base(settings: Settings, repo: Repository | None = None) -> Manifest:
+    from rfbackup.engine import job
+
+    return job.backup(settings, PostgresBase(settings), repo or settings.open_repository())
 
 
 def _positions(lines: list[str]) -> tuple[int, int, int]:

@@ -59,8 +59,8 @@ class _Prefetcher:
 
     def _run(self, repo: Repository, entry: Entry, identities: list[Any]) -> None:
         interrupts.leave_to_main_thread()
+        from rfbackup.engine.fetch import Located, plaintext
         from rfbackup.pipeline import HashingReader
-        from rfbackup.restore import Located, plaintext
 
         try:
             with repo.open(entry.name) as raw_stream:

@@ -1,0 +1,122 @@
+"""``rfbackup restore COMPONENT ...``: one command per component; ``restore FILE`` is
+short for ``restore postgres FILE`` (the runbook's form, see cli/legacy.py)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
+from rfbackup.errors import Aborted
+
+app = typer.Typer(
+    help="Restore a backup. `rfbackup restore FILE` restores a PostgreSQL backup.",
+    no_args_is_help=True,
+)
+
+
+def confirmer(yes: bool) -> Callable[[str], bool]:
+    """Ask on a terminal; without one, refuse unless --yes."""
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
+        return typer.confirm(question, default=False, err=True)
+
+    return confirm
+
+
+@app.command("postgres")
+def postgres(
+    backup_file: Annotated[str, typer.Argument(help="A backup file path, or a backup name.")],
+    target_db: Annotated[
+        str | None,
+        typer.Option(
+            "--target-db",
+            help="Restore into this NEW database beside the current one, without swapping.",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="pg_restore jobs for custom-format backups.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_unverified: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unverified",
+            help="Restore a file that has no manifest (after a full decompression test; row "
+            "counts cannot be checked), or whose manifest is unsigned or not signed by a "
+            "trusted key. Prints a loud warning.",
+        ),
+    ] = False,
+    force_target: Annotated[
+        bool,
+        typer.Option(
+            "--force-target",
+            help="Replace the database even though the backup is of another database.",
+        ),
+    ] = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Let a backup that restores an empty database replace one that holds data.",
+        ),
+    ] = False,
+    no_db_properties: Annotated[
+        bool,
+        typer.Option(
+            "--no-db-properties",
+            help="Do not give the new database the backup's owner, ACL, settings, comment "
+            "and connection limit.",
+        ),
+    ] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a PostgreSQL backup: verify, load into a new database, check, swap.
+
+    `rfbackup restore FILE` is short for `rfbackup restore postgres FILE`.
+
+    The sha256 is checked before any database is touched. The current database is replaced
+    only after the restored one matches the manifest's row counts, and is kept under a
+    dated name (DB_pre_restore_YYYYMMDD_HHMMSS).
+    """
+    from rfbackup.restore import restore_postgres
+
+    result = restore_postgres(
+        settings(env, repo),
+        backup_file,
+        target_db=target_db,
+        confirm=confirmer(yes),
+        allow_unverified=allow_unverified,
+        jobs=jobs,
+        force_target=force_target,
+        allow_empty=allow_empty,
+        db_properties=not no_db_properties,
+    )
+    if as_json:
+        print_json(result)
+    else:
+        kept = result["previous_kept_as"]
+        typer.echo(
+            f"restored {result['backup']} into {result['database']} "
+            f"({result['tables']} tables, {result['rows']} rows, "
+            + ("row counts verified)" if result["verified"] else "UNVERIFIED: no manifest)")
+            + ("; database properties restored" if result["db_properties"] else "")
+            + (f"; previous database kept as {kept}" if kept else "")
+        )
