@@ -289,7 +289,7 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()),
+            TomlConfigSettingsSource(settings_cls, toml_file=config_path()),
         )
 
     @field_validator("repository")
@@ -449,7 +449,8 @@ class PostgresTarget:
         return env
 
 
-def _toml_path() -> Path:
+def config_path() -> Path:
+    """The configuration file: ``RFBACKUP_CONFIG``, else ``rfbackup.toml`` here."""
     return Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
 
 
@@ -537,7 +538,7 @@ def load(**overrides: Any) -> Settings:
     from rfbackup.config_keys import check_environment, check_file
 
     check_environment(os.environ, Settings)
-    check_file(_toml_path(), _read_toml(_toml_path()), Settings)
+    check_file(config_path(), _read_toml(config_path()), Settings)
     try:
         return Settings(**given)
     except ValidationError as exc:

@@ -54,10 +54,12 @@ class Comparison:
         return not any(d.problem != "extra" for d in self.differences)
 
 
-def compare(primary: Repository, replica: Repository) -> Comparison:
-    """Every good backup of the primary must be on the replica with the same bytes."""
-    mine = {e.name: e for e in scan(primary) if e.good}
-    theirs = {e.name: e for e in scan(replica)}
+def compare(primary: Repository, replica: Repository, deep: bool = False) -> Comparison:
+    """Every good backup of the primary (every component, base backups included) and every
+    archived WAL file must be on the replica with the same bytes. ``deep`` also re-reads
+    each backup's data on the replica and checks its sha256 against the primary's manifest."""
+    mine = {e.name: e for e in scan(primary, include_base=True) if e.good}
+    theirs = {e.name: e for e in scan(replica, include_base=True)}
     objects = {o.key: o for o in replica.list()}
     result = Comparison(checked=len(mine))
     for name, entry in sorted(mine.items()):
@@ -73,26 +75,55 @@ def compare(primary: Repository, replica: Repository) -> Comparison:
             result.differences.append(
                 Difference(name, "different", other.problem or "size differs")
             )
+        elif deep and _stored_sha256(replica, name) != entry.manifest.sha256:
+            result.differences.append(
+                Difference(name, "different", "the replica's data does not match its sha256")
+            )
+    wal = _wal_objects(primary)
+    result.checked += len(wal)
+    for key, obj in sorted(wal.items()):
+        copy = objects.get(key)
+        if copy is None:
+            result.differences.append(Difference(key, "missing", "WAL"))
+        elif copy.size != obj.size:
+            result.differences.append(Difference(key, "different", "WAL: size differs"))
     for name in sorted(set(theirs) - set(mine)):
         result.differences.append(Difference(name, "extra", "only on the replica"))
     return result
+
+
+def _wal_objects(repo: Repository) -> dict[str, ObjectInfo]:
+    """The WAL archive's objects: segments, history files and the archive's identity."""
+    return {o.key: o for o in repo.list("wal/")}
+
+
+def _stored_sha256(repo: Repository, key: str) -> str:
+    from rfbackup.pipeline import sha256_of
+
+    with repo.open(key) as fh:
+        return sha256_of(fh, lambda n: None)[0]
 
 
 def _size(objects: dict[str, ObjectInfo], key: str) -> int:
     return objects[key].size
 
 
-def sync(primary: Repository, replica: Repository, dry_run: bool) -> Comparison:
+def sync(primary: Repository, replica: Repository, dry_run: bool, deep: bool = False) -> Comparison:
     """Copy what the replica lacks; replace what differs. Returns what was found."""
-    found = compare(primary, replica)
-    entries = {e.name: e for e in scan(primary) if e.good}
+    found = compare(primary, replica, deep)
+    entries = {e.name: e for e in scan(primary, include_base=True) if e.good}
     for diff in found.differences:
         if diff.problem == "extra":
             continue
-        entry = entries[diff.name]
         if dry_run:
             log.info("would copy %s to %s (%s)", diff.name, replica.url, diff.problem)
             continue
+        if diff.name.startswith("wal/"):  # a WAL object is its own whole
+            if diff.problem == "different":
+                replica.delete([diff.name])
+            copy_object(primary, replica, diff.name)
+            continue
+        entry = entries[diff.name]
         if diff.problem == "different":
             replica.delete(reversed(entry.object_keys()))  # manifest first: never half a backup
         copy_backup(primary, replica, entry)

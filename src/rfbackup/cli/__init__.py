@@ -25,6 +25,7 @@ from rfbackup.cli import replica as replica_cmd
 from rfbackup.cli import restore as restore_cmd
 from rfbackup.cli import status as status_cmd
 from rfbackup.cli import unlock as unlock_cmd
+from rfbackup.cli import wal as wal_cmd
 from rfbackup.cli.common import (
     ComponentOption,
     EnvOption,
@@ -58,9 +59,9 @@ app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)
 app.add_typer(keys_cmd.app, name="keys")
 app.command("unlock")(unlock_cmd.unlock)
-app.command("wal-push", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_push)
-app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(pitr_cmd.wal_fetch)
-app.command("wal-verify")(pitr_cmd.wal_verify)
+app.command("wal-push", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_push)
+app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_fetch)
+app.command("wal-verify")(wal_cmd.wal_verify)
 # The root help lists commands in this order; others follow, archiver hooks last.
 ROOT_ORDER = (
     "backup", "list", "restore", "prune", "status", "get", "prune-databases", "replica", "pitr",

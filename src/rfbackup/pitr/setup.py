@@ -34,7 +34,9 @@ def rfbackup_command() -> str:
 
 def config_file() -> Path | None:
     """The config file in use, as an absolute path, or None."""
-    path = Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
+    from rfbackup.config import config_path
+
+    path = config_path()
     return path.resolve() if path.exists() else None
 
 
