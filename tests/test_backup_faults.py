@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -178,7 +179,8 @@ def test_kill9_leaves_a_partial_that_is_never_listed_as_good(big_env: Env, tmp_p
         proc.kill()
         proc.wait()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the stalled pg_dump shim too
+        with contextlib.suppress(ProcessLookupError):  # killed before pg_dump started
+            os.killpg(proc.pid, signal.SIGKILL)  # the stalled pg_dump shim too
     assert partial.exists()
 
     listed = json.loads(env.run("list", "--json").stdout)
