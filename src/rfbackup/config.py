@@ -199,7 +199,8 @@ class SigningOptions(BaseModel):
     key_file: Path | None = None  # private key (PEM, 0600) of the backup writer; never logged
     public_keys: Annotated[list[str], NoDecode] = []  # ed25519:BASE64, comma or space separated
     public_keys_file: Path | None = None  # one ed25519:... per line, # comments
-    required: bool = False  # refuse restores when no public key is configured at all
+    # Refuse restores when no public key is configured at all; unset: only in production.
+    required: bool | None = None
 
     @field_validator("public_keys", mode="before")
     @classmethod

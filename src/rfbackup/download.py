@@ -23,9 +23,12 @@ def get(settings: Settings, name: str, dest: Path, allow_unverified: bool = Fals
         raise StorageError(f"{loc.repo.describe(loc.key)}: {entry.problem}")
     if not entry.good or entry.manifest is None:
         raise IntegrityError(f"{loc.repo.describe(loc.key)} is not a good backup ({entry.status})")
-    dev = settings.env.value == "development"
     signing.check(
-        settings.signing, entry.manifest, loc.repo.describe(loc.key), allow_unverified, dev
+        settings.signing,
+        entry.manifest,
+        loc.repo.describe(loc.key),
+        allow_unverified,
+        settings.env.value,
     )
     target = LocalRepository(dest)
     folder = loc.key.rpartition("/")[0]

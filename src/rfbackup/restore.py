@@ -103,7 +103,7 @@ def restore_postgres(
     loc = locate(settings, name, repo_url)
     where = loc.repo.describe(loc.key)
     signature = signing.check(
-        settings.signing, loc.manifest, where, allow_unverified, settings.env.value == "development"
+        settings.signing, loc.manifest, where, allow_unverified, settings.env.value
     )
     identities = identities_for(settings, loc)
     base = settings.postgres_target()

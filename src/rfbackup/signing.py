@@ -74,7 +74,8 @@ def warn_if_shared(path: Path, what: str) -> None:
         mode = path.stat().st_mode
     except OSError:
         return
-    if mode & 0o077:
+    # Group access is fine for our own group (a Kubernetes Secret volume with fsGroup).
+    if mode & 0o007 or (mode & 0o070 and path.stat().st_gid != os.getgid()):
         log.warning("%s %s is readable by others (mode %o): chmod 600 it", what, path, mode & 0o777)
 
 
@@ -150,19 +151,24 @@ def check(
     manifest: Manifest | None,
     where: str,
     allow_unverified: bool,
-    development: bool = False,
+    environment: str = "development",
 ) -> str:
     """Refuse a manifest not signed by a trusted key; returns what was proven, for reports.
 
-    No manifest at all is the caller's business (it has its own --allow-unverified rule).
+    Without any trusted key configured: production refuses (unless ``signing.required`` is
+    set false), staging warns, development stays quiet. No manifest at all is the caller's
+    business (it has its own --allow-unverified rule).
     """
+    development = environment == "development"
+    required = options.required if options.required is not None else environment == "production"
     if manifest is None:
         return "no manifest"
     trusted = {key_id(k): k for k in map(parse_public, options.trusted_keys())}
     if not trusted:
         problem = "no trusted public key is configured (RFBACKUP_SIGNING__PUBLIC_KEYS)"
-        if options.required:
-            return _refuse(f"{where}: {problem}, and signatures are required", allow_unverified)
+        if required:
+            why = "signatures are required" + (" in production" if options.required is None else "")
+            return _refuse(f"{where}: {problem}, and {why}", allow_unverified)
         # Development restores stay quiet; staging and production say it on every restore.
         (log.debug if development else log.warning)(
             "signature of %s NOT checked: %s", where, problem

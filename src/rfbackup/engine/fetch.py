@@ -217,8 +217,7 @@ def open_verified(
         raise IntegrityError(f"{where} has no manifest, so it cannot be verified")
     if component is not None and m.component != component:
         raise ConfigError(f"{where} is a {m.component} backup, not a {component} one")
-    dev = settings.env.value == "development"
-    signing.check(settings.signing, m, where, allow_unverified, dev)
+    signing.check(settings.signing, m, where, allow_unverified, settings.env.value)
     identities = identities_for(settings, loc)
     verify(loc, m, identities)
     return loc, m, identities

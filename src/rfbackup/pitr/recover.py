@@ -365,9 +365,10 @@ def pitr(settings: Settings, req: Request) -> Outcome:
     user = owner_of(req.owner)
     backup = choose(base_backups(repo), req.target, req.backup)
     assert backup.manifest is not None
-    dev = settings.env.value == "development"
     where = repo.describe(backup.name)
-    signing.check(settings.signing, backup.manifest, where, req.allow_unverified, dev)
+    signing.check(
+        settings.signing, backup.manifest, where, req.allow_unverified, settings.env.value
+    )
     identities: list[Any] = []
     if backup.manifest.encryption:
         identities = _identities(settings, backup.name, user)
