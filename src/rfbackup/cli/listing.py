@@ -24,7 +24,8 @@ def list_backups(
 
     Logical dumps, base backups, Redis snapshots... and one line summing up the WAL
     archive (first and last segment, gaps). Files without a manifest (e.g. made by the
-    old scripts) are shown as no-manifest.
+    old scripts) are shown as no-manifest. Exits 8 after the listing when a manifest
+    could not be read (its backup's state is unknown).
     """
     from rfbackup import catalog
     from rfbackup.engine.locks import repository_lock
@@ -48,6 +49,15 @@ def list_backups(
         table(entries)
         if wal is not None:
             typer.echo(wal_line(wal))
+    unread = [e for e in entries if e.status == catalog.UNREADABLE]
+    if unread:  # listed, but their state is unknown: a script must not take this as fine
+        from rfbackup.errors import StorageError
+
+        raise StorageError(
+            f"{len(unread)} backup(s) could not be read: "
+            + ", ".join(e.name for e in unread)
+            + f"; first error: {unread[0].problem}"
+        )
 
 
 def wal_line(wal: dict[str, Any]) -> str:
