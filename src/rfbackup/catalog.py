@@ -92,6 +92,8 @@ class Entry:
 
 PITR_PREFIXES = ("base/", "wal/")  # physical backups and the WAL archive: see rfbackup.pitr
 LEASES = "locks/"  # lease objects (rfbackup.lease), never backups
+# Records, never backups: restore drill reports (rfbackup.drill), DR playbook audit logs.
+RECORDS = (LEASES, "drills/", "dr-audit/")
 
 
 def scan(
@@ -105,7 +107,7 @@ def scan(
     objects = [
         o
         for o in repo.list(prefix, include_partial=True)
-        if not (skip and o.key.startswith(skip)) and not o.key.startswith(LEASES)
+        if not (skip and o.key.startswith(skip)) and not o.key.startswith(RECORDS)
     ]
     committed = {o.key: o for o in objects if not o.partial}
     entries: list[Entry] = []

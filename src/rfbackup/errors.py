@@ -82,3 +82,9 @@ class Stale(RfBackupError):
     """A component's newest good backup is older than its freshness threshold (status)."""
 
     exit_code = 11
+
+
+class DrillFailed(RfBackupError):
+    """A restore drill found a problem: a backup that does not restore or does not match."""
+
+    exit_code = 12

@@ -17,6 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 
 from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
+from rfbackup.cli import drill as drill_cmd
 from rfbackup.cli import k8s as k8s_cmd
 from rfbackup.cli import keys as keys_cmd
 from rfbackup.cli import listing as listing_cmd
@@ -59,6 +60,7 @@ app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)
 app.add_typer(keys_cmd.app, name="keys")
 app.command("unlock")(unlock_cmd.unlock)
+app.command("drill")(drill_cmd.drill)
 app.command("wal-push", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_push)
 app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_fetch)
 app.command("wal-verify")(wal_cmd.wal_verify)

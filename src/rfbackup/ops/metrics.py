@@ -52,9 +52,18 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "backup_last_duration_seconds": ("gauge", "How long the last run took"),
     "backup_last_size_bytes": ("gauge", "Size of the last backup: kind=stored or raw"),
     "backup_failures_total": ("counter", "Failed runs, by error class"),
+    "backup_restore_verified_timestamp": (
+        "gauge",
+        "Unix time of the last restore drill that verified a backup (same as the _seconds one)",
+    ),
     "backup_restore_verified_timestamp_seconds": (
         "gauge",
         "Unix time of the last restore drill that verified a backup",
+    ),
+    "backup_drill_rto_seconds": ("gauge", "Restore time measured by the last drill"),
+    "backup_drill_rpo_seconds": (
+        "gauge",
+        "Age of the newest restorable point at the last drill",
     ),
     "wal_archive_last_segment_timestamp_seconds": (
         "gauge",
@@ -108,6 +117,7 @@ def apply(previous: Samples, report: RunReport) -> Samples:
         if report.raw_bytes is not None:
             put("backup_last_size_bytes", report.raw_bytes, kind="raw")
         if report.kind == "drill":
+            put("backup_restore_verified_timestamp", report.finished)
             put("backup_restore_verified_timestamp_seconds", report.finished)
         if report.component == "wal" and report.kind == "backup":
             put("wal_archive_last_segment_timestamp_seconds", report.finished)
@@ -117,6 +127,10 @@ def apply(previous: Samples, report: RunReport) -> Samples:
         failures[key] = failures.get(key, 0.0) + 1
     if "lag_segments" in report.extra:
         put("wal_archive_lag_segments", report.extra["lag_segments"])
+    if "rto_seconds" in report.extra:
+        put("backup_drill_rto_seconds", report.extra["rto_seconds"])
+    if "rpo_seconds" in report.extra:
+        put("backup_drill_rpo_seconds", report.extra["rpo_seconds"])
     if "missing_objects" in report.extra:
         put("replica_missing_objects", report.extra["missing_objects"])
     return state

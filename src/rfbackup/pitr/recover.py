@@ -215,6 +215,8 @@ class Outcome:
     restored_wal: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    newest_wal: str | None = None  # the newest archived segment on the recovery's path
+    newest_wal_archived_at: str | None = None  # when it was archived (repository time)
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -320,6 +322,8 @@ class Request:
     repo_url: str | None = None
     verify: bool = True
     allow_unverified: bool = False  # unsigned or untrusted base backup manifest
+    # More server settings for the recovered cluster (the drill's listen address, sockets).
+    server_settings: dict[str, str] = field(default_factory=dict)
 
 
 def _identities(settings: Settings, what: str, user: pwd.struct_passwd) -> list[Any]:
@@ -373,10 +377,13 @@ def pitr(settings: Settings, req: Request) -> Outcome:
     if backup.manifest.encryption:
         identities = _identities(settings, backup.name, user)
     archive = WalArchive(repo, identities=identities)
-    check_wal(archive, backup, req.target)
+    wal = check_wal(archive, backup, req.target)
     major = int(backup.manifest.physical.get("pg_version_num", 0)) // 10000
     data_dir = req.data_dir.resolve()
     outcome = Outcome(str(data_dir), backup.name, req.target.describe())
+    outcome.newest_wal = wal.last.name if wal.last else None
+    if wal.newest_archived_at is not None:
+        outcome.newest_wal_archived_at = wal.newest_archived_at.isoformat()
     aside = prepare_dir(data_dir, req.force)
     outcome.moved_aside = str(aside) if aside else None
     created = not data_dir.exists()
@@ -397,6 +404,7 @@ def pitr(settings: Settings, req: Request) -> Outcome:
             values["port"] = str(req.port)
         if not req.archive:
             values["archive_mode"] = "off"
+        values.update(req.server_settings)
         write_auto_conf(data_dir, values, f"rfbackup pitr {datetime.now(UTC).isoformat()}")
         (data_dir / SIGNAL).touch()
         shutil.rmtree(data_dir / "pg_wal" / PREFETCH_DIR, ignore_errors=True)

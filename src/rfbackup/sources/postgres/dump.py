@@ -75,6 +75,9 @@ class DumpInfo:
     database: dict[str, Any] = field(default_factory=dict)
     pg_dump_version: str = ""
     snapshot: str = ""
+    # The snapshot's xmin (a 64-bit transaction id): every row whose xmin precedes it was
+    # committed before the dump and is in it (the drill's "unchanged since the backup").
+    snapshot_xmin: int | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)  # see verify_counts
 
@@ -117,6 +120,8 @@ class PostgresDump:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_export_snapshot()")
             self.info.snapshot = str(cur.fetchone()[0])  # type: ignore[index]
+            cur.execute("SELECT txid_snapshot_xmin(txid_current_snapshot())::text")
+            self.info.snapshot_xmin = int(cur.fetchone()[0])  # type: ignore[index]
             cur.execute(
                 "SELECT current_database(), current_setting('server_version'),"
                 " current_setting('server_version_num')::int, pg_encoding_to_char(encoding),"

@@ -135,6 +135,7 @@ class PostgresLogical(SourceBase):
             "format": self.dump_format,
             "pg_dump_version": info.pg_dump_version,
             "snapshot": info.snapshot,
+            "snapshot_xmin": info.snapshot_xmin,
         }
         if self._restrict_key:
             dump["restrict_key"] = self._restrict_key

@@ -1,0 +1,1 @@
+"""One module per component the drill restores and checks (see rfbackup.drill.registry)."""
