@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from conftest import Env, finish, rewrite_dump
 
@@ -23,21 +24,25 @@ def backup(env: Env) -> str:
     return str(json.loads(r.stdout)["name"])
 
 
-def drill(env: Env, *args: str, **extra: str) -> tuple[int, dict[str, object], str]:
+def drill(env: Env, *args: str, **extra: str) -> tuple[int, dict[str, Any], str]:
     r = env.run("drill", "--component", "postgres", "--json", *args, **extra)
     doc = json.loads(r.stdout) if r.stdout.strip() else {}
     return r.returncode, doc, r.stderr
 
 
-def component(doc: dict[str, object]) -> dict[str, object]:
-    (found,) = [c for c in doc["components"] if c["component"] == "postgres"]  # type: ignore[attr-defined]
-    return found  # type: ignore[no-any-return]
+def component(doc: dict[str, Any]) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [c for c in doc["components"] if c["component"] == "postgres"]
+    assert len(found) == 1
+    return found[0]
 
 
 def test_healthy_backup_passes_while_production_moves_on(env: Env, tmp_path: Path) -> None:
     name = backup(env)
     # Production moves on after the backup: a changed row, a new row. Neither is a defect.
-    env.sql("UPDATE projects SET owner = 'someone-else' WHERE id = (SELECT id FROM projects ORDER BY id LIMIT 1)")
+    env.sql(
+        "UPDATE projects SET owner = 'someone-else'"
+        " WHERE id = (SELECT id FROM projects ORDER BY id LIMIT 1)"
+    )
     env.sql("INSERT INTO notes SELECT max(id) + 1, min(run_id), 'x', 'y', now() FROM notes")
     metrics = tmp_path / "metrics"
     metrics.mkdir()
@@ -50,13 +55,17 @@ def test_healthy_backup_passes_while_production_moves_on(env: Env, tmp_path: Pat
     pg = component(doc)
     assert doc["outcome"] == "passed" and pg["status"] == "passed"
     assert pg["backup"] == name and pg["sha256"]
-    assert pg["rto_seconds"] > 0 and pg["rpo_seconds"] >= 0  # type: ignore[operator]
-    sampled = pg["facts"]["sampled_rows"]  # type: ignore[index]
+    assert pg["rto_seconds"] > 0 and pg["rpo_seconds"] >= 0
+    sampled = pg["facts"]["sampled_rows"]
     assert sampled["public.projects"]["changed_in_production_since"] == 1
     assert sum(t["compared"] for t in sampled.values()) > 100
-    moved = pg["facts"]["row_counts_vs_production"]  # type: ignore[index]
-    assert moved == {"public.notes": {"restored": moved["public.notes"]["restored"],
-                                      "production": moved["public.notes"]["restored"] + 1}}
+    moved = pg["facts"]["row_counts_vs_production"]
+    assert moved == {
+        "public.notes": {
+            "restored": moved["public.notes"]["restored"],
+            "production": moved["public.notes"]["restored"] + 1,
+        }
+    }
     assert drill_databases(env) == []
     # The record: in the repository (drills/) and the report folder, JSON and Markdown.
     stored = sorted(p.name for p in (env.backups / "drills").iterdir())
@@ -87,7 +96,7 @@ def test_damaged_backup_fails_and_leaves_nothing(env: Env) -> None:
     assert code == 12, err
     pg = component(doc)
     assert pg["status"] == "failed" and doc["outcome"] == "failed"
-    assert "corrupted" in " ".join(pg["issues"])  # type: ignore[arg-type]
+    assert "corrupted" in " ".join(pg["issues"])
     assert drill_databases(env) == []
     assert "FAILED" in (env.backups / "drills" / f"{doc['id']}.md").read_text()
 
@@ -110,7 +119,7 @@ def test_a_row_that_differs_from_production_fails(env: Env) -> None:
     assert code == 12, err
     pg = component(doc)
     assert pg["status"] == "failed"
-    issues = " ".join(pg["issues"])  # type: ignore[arg-type]
+    issues = " ".join(pg["issues"])
     assert f"public.projects: {pid}: owner differ" in issues
     assert "tampered" not in json.dumps(doc)  # reports name keys and columns, not values
     assert drill_databases(env) == []

@@ -77,6 +77,7 @@ def drill(
     if not result.passed:
         failed = [r.component for r in result.results if r.status == "failed"]
         raise DrillFailed(
-            "drill failed: " + (", ".join(failed) if failed else "nothing was checked")
+            "drill failed: "
+            + (", ".join(failed) if failed else "nothing was checked")
             + ("" if not result.cleanup_problems else "; clean-up incomplete")
         )

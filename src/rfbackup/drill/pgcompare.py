@@ -60,7 +60,9 @@ def compare_with_production(
     with conn:
         sampling.session(conn)
         prod_counts = sampling.counts(conn, list(restored_counts_))
-        moved = {t: (restored_counts_[t], c) for t, c in prod_counts.items() if c != restored_counts_[t]}
+        moved = {
+            t: (restored_counts_[t], c) for t, c in prod_counts.items() if c != restored_counts_[t]
+        }
         if moved:
             shown = "; ".join(f"{t} {a} -> {b}" for t, (a, b) in list(moved.items())[:5])
             result.note(
@@ -75,7 +77,7 @@ def compare_with_production(
         if before_xid is None:
             result.note(
                 "sampled rows",
-                "not compared: the backup does not record its snapshot (taken by an older rfbackup)",
+                "not compared: the backup does not record its snapshot (an older rfbackup took it)",
             )
             return
         if sample_rows <= 0:
@@ -109,9 +111,7 @@ def _compare_samples(
                 result.note("sampled rows", f"{table}: schema differs from production, skipped")
                 continue
             samples.append(
-                sampling.compare_table(
-                    prod, rconn, shape, sample_rows, before_xid, rng, committed
-                )
+                sampling.compare_table(prod, rconn, shape, sample_rows, before_xid, rng, committed)
             )
     compared = sum(s.compared for s in samples)
     bad = [s for s in samples if not s.ok]

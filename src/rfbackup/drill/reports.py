@@ -36,8 +36,7 @@ def markdown(drill: Drill) -> str:
         f"- Environment: {drill.environment}",
         f"- Repository: {drill.repository}",
         f"- Host: {drill.host}",
-        f"- Started: {doc['started']}, finished: {doc['finished']} "
-        f"({doc['duration_seconds']} s)",
+        f"- Started: {doc['started']}, finished: {doc['finished']} ({doc['duration_seconds']} s)",
         "",
         "| Component | Result | Backup used | RTO (restore) | RPO (data age) |",
         "|---|---|---|---|---|",

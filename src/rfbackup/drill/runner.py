@@ -81,6 +81,8 @@ def _one(ctx: Context, check: registry.Check, asked: bool, deliver: Deliver | No
         result.fail(f"{type(exc).__name__}: {exc}")
     result.finished = time.time()
     _deliver(run, result, deliver)
+    for issue in result.issues:
+        log.error("drill %s: %s", check.component, issue)
     log.info(
         "drill %s: %s (RTO %s s, RPO %s s)",
         check.component,

@@ -92,15 +92,15 @@ def session(conn: psycopg.Connection[Any]) -> None:
 
 def shapes(conn: psycopg.Connection[Any]) -> dict[str, Shape]:
     rows = conn.execute(SHAPES_SQL).fetchall()
-    return {
-        r[0]: Shape(r[0], tuple(r[1]), tuple(r[2]), tuple(r[3]), int(r[4] or 0)) for r in rows
-    }
+    return {r[0]: Shape(r[0], tuple(r[1]), tuple(r[2]), tuple(r[3]), int(r[4] or 0)) for r in rows}
 
 
 def counts(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, int]:
     out = {}
     for table in tables:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.SQL(table))).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.SQL(table))
+        ).fetchone()
         out[table] = int(row[0]) if row else 0
     return out
 
@@ -138,7 +138,7 @@ def _candidates(
 ) -> tuple[list[tuple[str, ...]], int]:
     """Up to ``n`` random primary keys of rows unchanged since ``before``; and how many
     sampled rows were left out as changed since."""
-    sampling = sql.SQL("")
+    sampling: sql.Composable = sql.SQL("")
     if shape.estimate > FULL_SCAN_ROWS:
         percent = min(100.0, 100.0 * 4 * n / shape.estimate)
         sampling = sql.SQL(" TABLESAMPLE BERNOULLI ({}) REPEATABLE ({})").format(

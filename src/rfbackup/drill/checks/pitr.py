@@ -96,7 +96,6 @@ class PitrCheck:
                 server_settings={
                     "listen_addresses": "127.0.0.1",
                     "unix_socket_directories": str(parent),
-                    "max_connections": "20",
                 },
             )
             try:
@@ -106,7 +105,9 @@ class PitrCheck:
                 raise
             except RfBackupError as exc:
                 log_file = req.data_dir / "rfbackup-pitr.log"
-                raced = log_file.exists() and "could not bind" in log_file.read_text("utf-8", "replace")
+                raced = log_file.exists() and "could not bind" in log_file.read_text(
+                    "utf-8", "replace"
+                )
                 if not raced or attempt == 2:  # else the free port was taken meanwhile
                     result.check("recovery", False, str(exc))
                     return
