@@ -11,7 +11,7 @@ COPY src ./src
 # The locked runtime dependencies, then rfbackup itself, into a self-contained venv.
 RUN uv venv /opt/rfbackup \
     && uv export --locked --no-dev --no-emit-project --format requirements-txt > /tmp/requirements.txt \
-    && uv pip install --python /opt/rfbackup/bin/python --no-cache -r /tmp/requirements.txt \
+    && uv pip install --python /opt/rfbackup/bin/python --no-cache --compile-bytecode -r /tmp/requirements.txt \
     && uv pip install --python /opt/rfbackup/bin/python --no-cache --no-deps .
 
 FROM python:3.11-slim-bookworm

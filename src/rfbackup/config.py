@@ -39,6 +39,7 @@ from rfbackup.ops.options import (
     FreshnessOptions,
     KubernetesOptions,
     MetricsOptions,
+    ModeOptions,
     ScheduleOptions,
 )
 from rfbackup.storage import check_url
@@ -245,6 +246,7 @@ class Settings(BaseSettings):
     schedule: ScheduleOptions = ScheduleOptions()  # RFBACKUP_SCHEDULE__POSTGRES="0 2 * * *"
     freshness: FreshnessOptions = FreshnessOptions()  # RFBACKUP_FRESHNESS__POSTGRES_HOURS=48
     kubernetes: KubernetesOptions = KubernetesOptions()  # RFBACKUP_KUBERNETES__IMAGE=...
+    mode: ModeOptions = ModeOptions()  # RFBACKUP_MODE__NAMESPACE=..., STANDBY/LIVE switching
     fallback_dir: Path | None = None  # RFBACKUP_FALLBACK_DIR; staging defaults to backup_dir
     pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
     tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore

@@ -88,3 +88,9 @@ class DrillFailed(RfBackupError):
     """A restore drill found a problem: a backup that does not restore or does not match."""
 
     exit_code = 12
+
+
+class ModeSwitchError(RfBackupError):
+    """Switching STANDBY/LIVE failed: the API refused, a rollout timed out, pods are stale."""
+
+    exit_code = 13

@@ -21,6 +21,7 @@ from rfbackup.cli import drill as drill_cmd
 from rfbackup.cli import k8s as k8s_cmd
 from rfbackup.cli import keys as keys_cmd
 from rfbackup.cli import listing as listing_cmd
+from rfbackup.cli import mode as mode_cmd
 from rfbackup.cli import pitr as pitr_cmd
 from rfbackup.cli import replica as replica_cmd
 from rfbackup.cli import restore as restore_cmd
@@ -61,6 +62,7 @@ app.command("status")(status_cmd.status)
 app.add_typer(keys_cmd.app, name="keys")
 app.command("unlock")(unlock_cmd.unlock)
 app.command("drill")(drill_cmd.drill)
+app.command("mode")(mode_cmd.mode)
 app.command("wal-push", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_push)
 app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_fetch)
 app.command("wal-verify")(wal_cmd.wal_verify)

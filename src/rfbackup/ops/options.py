@@ -5,8 +5,9 @@ thresholds and Kubernetes rendering. Models only: config.py reads them (``[metri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class MetricsOptions(BaseModel):
@@ -58,3 +59,26 @@ class KubernetesOptions(BaseModel):
     pghost: str = "postgres"
     pgdatabase: str = "researchflow"
     manifests_dir: Path | None = None  # default: deploy/kubernetes of this checkout
+
+
+class ModeOptions(BaseModel):
+    """`rfbackup mode standby|live`: where ROS_MODE lives and what to restart
+    (RFBACKUP_MODE__NAMESPACE=..., or [mode] in rfbackup.toml)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
+    platform: Literal["kubernetes", "compose"] = "kubernetes"
+    namespace: str = "researchflow-production"  # the runbook's
+    configmap: str = "researchflow-config"
+    key: str = "ROS_MODE"
+    deployments: list[str] = ["orchestrator"]
+    rollout_timeout_seconds: float = Field(default=300, gt=0)
+    # Kubernetes access: the in-cluster service account, else this kubeconfig (default
+    # ~/.kube/config or $KUBECONFIG) and context. Never on a command line.
+    kubeconfig: Path | None = None
+    context: str | None = None
+    # Docker Compose: the env file holding ROS_MODE, and the project to restart.
+    compose_env_file: Path = Path(".env")
+    compose_file: Path | None = None
+    compose_project_dir: Path | None = None
+    compose_services: list[str] = ["orchestrator"]
