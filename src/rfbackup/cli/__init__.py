@@ -17,6 +17,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 
 from rfbackup import __version__
 from rfbackup.cli import backup as backup_cmd
+from rfbackup.cli import dr as dr_cmd
 from rfbackup.cli import drill as drill_cmd
 from rfbackup.cli import k8s as k8s_cmd
 from rfbackup.cli import keys as keys_cmd
@@ -63,6 +64,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.command("unlock")(unlock_cmd.unlock)
 app.command("drill")(drill_cmd.drill)
 app.command("mode")(mode_cmd.mode)
+app.add_typer(dr_cmd.app, name="dr")
 app.command("wal-push", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_push)
 app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_fetch)
 app.command("wal-verify")(wal_cmd.wal_verify)

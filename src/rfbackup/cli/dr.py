@@ -1,0 +1,116 @@
+"""``rfbackup dr PLAYBOOK``: the runbook's disaster-recovery scenarios, one command each."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from rfbackup.cli.common import EnvOption, JsonOption, print_json, settings
+from rfbackup.cli.restore import confirmer
+
+app = typer.Typer(
+    help="Disaster-recovery playbooks: each step audited in the repository, resumable.",
+    no_args_is_help=True,
+)
+
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Print every step with its exact call; do nothing.")
+]
+ResumeOption = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="Continue the last unfinished run: skip its done steps, retry the failed."
+    ),
+]
+
+
+def _play(
+    name: str,
+    steps: list[Any],
+    options: dict[str, Any],
+    question: str,
+    env: str | None,
+    yes: bool,
+    dry_run: bool,
+    resume: bool,
+    as_json: bool,
+    manual: list[str],
+) -> None:
+    from rfbackup.dr import playbook
+
+    s = settings(env)
+    target = s.postgres_target()
+    ctx = playbook.Context(s, options)
+    if dry_run:
+        plan = playbook.describe(steps, ctx)
+        if as_json:
+            print_json({"playbook": name, "dry_run": True, "steps": plan, "manual": manual})
+            return
+        for i, step in enumerate(plan, 1):
+            typer.echo(f"{i}. {step['title']}\n   {step['call']}")
+            if step["undo"]:
+                typer.echo(f"   undo: {step['undo']}")
+        return
+    subject = {"environment": s.env.value, "database": target.dbname or "", "server": target.server}
+    if not confirmer(yes)(
+        f"{question} Environment: {s.env.value}, database {target.dbname!r} on {target.server}. "
+        "Go ahead?"
+    ):
+        _abort()
+    outcome = playbook.run(
+        name, steps, ctx, subject, resume, announce=(lambda line: None) if as_json else _echo
+    )
+    outcome.manual = manual
+    if as_json:
+        print_json(outcome.to_dict())
+        return
+    typer.echo(f"{name}: done (run {outcome.run_id}). Left for you:")
+    for line in manual:
+        typer.echo(f"  - {line}")
+
+
+def _echo(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _abort() -> None:
+    from rfbackup.errors import Aborted
+
+    raise Aborted("nothing was done")
+
+
+@app.command("corruption")
+def corruption(
+    backup: Annotated[
+        str | None,
+        typer.Option(
+            "--backup", metavar="NAME", help="Restore this backup.", show_default="the newest good"
+        ),
+    ] = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    resume: ResumeOption = False,
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Scenario 1, database corruption: STANDBY, restore the last known good backup, LIVE.
+
+    The damaged database is kept as DB_pre_restore_STAMP. Every step is written to the
+    repository's audit log (dr-audit/).
+    """
+    from rfbackup.dr import corruption as playbook
+
+    _play(
+        "corruption",
+        playbook.steps(),
+        {"backup": backup},
+        "This puts the application in STANDBY and REPLACES the database with its last good backup.",
+        env,
+        yes,
+        dry_run,
+        resume,
+        as_json,
+        playbook.MANUAL,
+    )
