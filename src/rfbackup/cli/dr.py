@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -107,6 +108,76 @@ def corruption(
         playbook.steps(),
         {"backup": backup},
         "This puts the application in STANDBY and REPLACES the database with its last good backup.",
+        env,
+        yes,
+        dry_run,
+        resume,
+        as_json,
+        playbook.MANUAL,
+    )
+
+
+@app.command("undelete")
+def undelete(
+    time: Annotated[
+        str,
+        typer.Option(
+            "--time", metavar="TIME", help="A time before the deletion (ISO 8601 with a zone)."
+        ),
+    ],
+    table: Annotated[
+        list[str],
+        typer.Option(
+            "--table", "-t", metavar="SCHEMA.TABLE", help="A table to recover (repeatable)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="DIR", help="Where the exported rows are written.")
+    ] = Path("recovered"),
+    fmt: Annotated[str, typer.Option("--format", help="sql or csv.")] = "sql",
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="Insert the missing rows into production, in one transaction."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Also replace rows production holds differently."),
+    ] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    resume: ResumeOption = False,
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Scenario 2, accidental deletion: STANDBY, recover a side cluster to --time, export
+    the rows production lacks, optionally merge them, LIVE.
+
+    Rows production still has are never changed unless --overwrite.
+    """
+    from rfbackup.dr import undelete as playbook
+    from rfbackup.errors import ConfigError
+    from rfbackup.pitr.recover import parse_time
+
+    if fmt not in ("sql", "csv"):
+        raise ConfigError(f"--format must be sql or csv, not {fmt!r}")
+    parse_time(time)
+    if merge and fmt != "sql":
+        raise ConfigError("--merge works from the SQL export: use --format sql")
+    _play(
+        "undelete",
+        playbook.steps(),
+        {
+            "time": time,
+            "tables": table,
+            "out": str(out),
+            "format": fmt,
+            "merge": merge,
+            "overwrite": overwrite,
+        },
+        f"This puts the application in STANDBY and recovers {', '.join(table)} as of {time}"
+        + (" and MERGES the missing rows into the database." if merge else "."),
         env,
         yes,
         dry_run,

@@ -1,0 +1,142 @@
+"""``rfbackup dr undelete``: the runbook's scenario 2, accidental deletion.
+
+1. STANDBY at once                                    undo: rfbackup mode live
+2. PITR into a side cluster at --time (before the deletion)
+3. export the rows of --table that production lacks (or holds differently) by primary
+   key, as SQL or CSV files in --out
+4. with --merge: insert the missing rows into production in ONE transaction (never
+   overwriting a row production has, unless --overwrite)
+5. remove the side cluster
+6. LIVE
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rfbackup.dr import rows, sidecluster
+from rfbackup.dr.corruption import live, mode_plan, standby
+from rfbackup.dr.playbook import Context, Step
+from rfbackup.logs import log
+
+
+def recover(ctx: Context) -> dict[str, Any]:
+    from rfbackup.pitr.recover import Target
+
+    return sidecluster.recover(ctx.settings, Target("time", ctx.options["time"]))
+
+
+def _diffs(ctx: Context) -> list[rows.Diff]:
+    from rfbackup.sources.postgres.dump import connect
+
+    side = sidecluster.target(ctx.settings, int(ctx.state["side_port"]))
+    prod = ctx.settings.postgres_target()
+    with connect(side, autocommit=True) as s, connect(prod, autocommit=True) as p:
+        return [rows.diff(s, p, t) for t in ctx.options["tables"]]
+
+
+def export(ctx: Context) -> dict[str, Any]:
+    from rfbackup.sources.postgres.dump import connect
+
+    out = Path(ctx.options["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    fmt, overwrite = ctx.options["format"], ctx.options["overwrite"]
+    found: dict[str, Any] = {}
+    with connect(ctx.settings.postgres_target(), autocommit=True) as conn:
+        for d in _diffs(ctx):
+            path = out / f"{d.table.name}.{fmt}"
+            text = (
+                rows.export_sql(conn, d, overwrite)
+                if fmt == "sql"
+                else rows.export_csv(d, overwrite)
+            )
+            path.write_text(text)
+            path.chmod(0o600)
+            found[d.table.name] = {
+                "missing": len(d.missing),
+                "different": len(d.different),
+                "file": str(path),
+            }
+            log.info(
+                "%s: %d row(s) missing in production, %d different; written to %s",
+                d.table.name,
+                len(d.missing),
+                len(d.different),
+                path,
+            )
+    return {"exported": found}
+
+
+def merge(ctx: Context) -> dict[str, Any]:
+    from rfbackup.sources.postgres.dump import connect
+
+    if not ctx.options["merge"]:
+        return {"merged": None}
+    diffs = _diffs(ctx)
+    with connect(ctx.settings.postgres_target(), autocommit=False) as conn:
+        done = rows.merge(conn, diffs, ctx.options["overwrite"])
+    return {"merged": done}
+
+
+def cleanup(ctx: Context) -> dict[str, Any]:
+    if ctx.state.get("side_dir"):
+        sidecluster.remove(ctx.settings, ctx.state["side_dir"])
+    return {}
+
+
+def steps() -> list[Step]:
+    return [
+        Step(
+            "standby",
+            "put the application in STANDBY",
+            mode_plan("STANDBY"),
+            standby,
+            undo="rfbackup mode live",
+        ),
+        Step(
+            "recover",
+            "point-in-time recovery into a side cluster",
+            lambda ctx: (
+                f"rfbackup pitr restore --target-time {ctx.options['time']} --start "
+                "--port FREE --data-dir TMP (127.0.0.1 only, archiving off)"
+            ),
+            recover,
+            check=lambda ctx: f"recovered to {ctx.state.get('recovered_to')}",
+            undo="the side cluster is removed by the last step",
+        ),
+        Step(
+            "export",
+            "export the rows production lacks",
+            lambda ctx: (
+                f"compare {', '.join(ctx.options['tables'])} by primary key; write "
+                f"{ctx.options['format'].upper()} files into {ctx.options['out']}"
+            ),
+            export,
+            check=lambda ctx: "; ".join(
+                f"{t}: {v['missing']} missing, {v['different']} different"
+                for t, v in ctx.state["exported"].items()
+            ),
+        ),
+        Step(
+            "merge",
+            "merge them into production (one transaction)",
+            lambda ctx: (
+                "INSERT ... ON CONFLICT "
+                + ("DO UPDATE (--overwrite)" if ctx.options["overwrite"] else "DO NOTHING")
+                if ctx.options["merge"]
+                else "skipped: no --merge (apply the exported files yourself)"
+            ),
+            merge,
+            check=lambda ctx: f"inserted {ctx.state['merged']}" if ctx.state["merged"] else "",
+            undo="the exported files list every row merged: delete them by key",
+        ),
+        Step("cleanup", "remove the side cluster", lambda ctx: "pg_ctl stop; rm -r TMP", cleanup),
+        Step("live", "return to LIVE", mode_plan("LIVE"), live),
+    ]
+
+
+MANUAL = [
+    "Check the recovered rows in the application.",
+    "Without --merge: review the exported files, then apply them with psql.",
+]
