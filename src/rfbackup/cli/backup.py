@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -69,3 +70,33 @@ def base(
         print_json(describe(manifest))
     else:
         typer.echo(manifest.name)
+
+
+@app.command("config")
+def config(
+    git_repo: Annotated[
+        Path,
+        typer.Option(
+            "--git-repo",
+            metavar="PATH",
+            help="The configuration repository (holds infrastructure/).",
+        ),
+    ],
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bundle every ref of the configuration git repository, if any changed since the last
+    bundle (otherwise do nothing). Stored under config/ and never pruned.
+
+    Restore with `rfbackup restore config BUNDLE DEST`.
+    """
+    from rfbackup.sources.config.service import backup as run
+
+    result = run(settings(env, repo), git_repo)
+    if as_json:
+        print_json(result)
+    elif result["changed"]:
+        typer.echo(result["name"])
+    else:
+        typer.echo(f"unchanged since {result['name']}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -119,4 +120,25 @@ def postgres(
             + ("row counts verified)" if result["verified"] else "UNVERIFIED: no manifest)")
             + ("; database properties restored" if result["db_properties"] else "")
             + (f"; previous database kept as {kept}" if kept else "")
+        )
+
+
+@app.command("config")
+def config(
+    bundle: Annotated[str, typer.Argument(help="A config backup: a name, key or path.")],
+    dest: Annotated[Path, typer.Argument(help="A new folder to clone it into.")],
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Clone a configuration bundle into DEST, after checking its sha256, its signature and
+    `git bundle verify` (its refs must be those recorded in the manifest)."""
+    from rfbackup.sources.config.service import restore
+
+    result = restore(settings(env, repo), bundle, dest)
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(
+            f"cloned {result['backup']} ({result['refs']} refs) into {result['destination']}"
         )
