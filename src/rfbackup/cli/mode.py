@@ -16,7 +16,10 @@ class Mode(StrEnum):
 
 
 def mode(
-    target: Annotated[Mode, typer.Argument(metavar="standby|live", help="The mode to switch to.")],
+    target: Annotated[
+        Mode,
+        typer.Argument(metavar="MODE", help="standby (no writes) or live: the mode to switch to."),
+    ],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print every API call or command; change nothing.")
     ] = False,
