@@ -79,6 +79,11 @@ def test_healthy_backup_passes_while_production_moves_on(env: Env, tmp_path: Pat
     prom = (metrics / "rfbackup_development_postgres_drill.prom").read_text()
     assert re.search(r"^backup_restore_verified_timestamp\{.*\} \d", prom, re.M)
     assert re.search(r"^backup_drill_rto_seconds\{.*\} \d", prom, re.M)
+    status = env.run("status", "--json")
+    (pg_status,) = [
+        c for c in json.loads(status.stdout)["components"] if c["component"] == "postgres"
+    ]
+    assert pg_status["last_drill"].startswith("passed ")
     # The report is not a backup: `list` does not show it.
     listed = json.loads(env.run("list", "--json").stdout)
     assert [e["name"] for e in listed] == [name]

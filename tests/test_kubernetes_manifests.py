@@ -32,6 +32,7 @@ EXPECTED = {
     "postgres-base-backup": ("0 1 * * 0", ["backup", "base"]),
     "backup-retention": ("0 4 * * 0", ["prune"]),
     "pitr-retention": ("30 4 * * 0", ["pitr", "prune"]),
+    "backup-drill": ("0 6 1 * *", ["drill", "--component", "postgres"]),
 }
 PRODUCTION_ONLY = {"backup-replica-check": ("30 3 * * *", ["replica", "check"])}
 

@@ -115,3 +115,19 @@ def load(repo: Repository, key: str) -> dict[str, Any]:
 
     doc: dict[str, Any] = json.loads(read_bytes(repo, key))
     return doc
+
+
+def latest_by_component(repo: Repository) -> dict[str, str]:
+    """For `rfbackup status`: each component's result in the newest drill that checked it,
+    as "passed 2026-11-26 (drills/ID.json)". Unreadable reports are skipped."""
+    found: dict[str, str] = {}
+    keys = sorted((o.key for o in repo.list(PREFIX) if o.key.endswith(".json")), reverse=True)
+    for key in keys:
+        try:
+            doc = load(repo, key)
+        except Exception:
+            continue
+        for c in doc.get("components", []):
+            if c.get("status") in ("passed", "failed") and c.get("component") not in found:
+                found[c["component"]] = f"{c['status']} {str(doc.get('started', ''))[:10]} ({key})"
+    return found

@@ -31,6 +31,7 @@ class ScheduleOptions(BaseModel):
     retention: str = "0 3 * * 0"  # the runbook's crontab (its CronJob says Sunday 04:00)
     pitr_prune: str = "30 3 * * 0"
     wal_verify: str = "0 5 * * *"
+    drill: str = "0 6 1 * *"  # the runbook's monthly backup test: the 1st, 06:00
 
     @field_validator("*")
     @classmethod

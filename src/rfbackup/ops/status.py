@@ -31,7 +31,7 @@ class ComponentStatus:
     next_run: str | None = None  # ISO time, or "continuous"
     recoverable_to: datetime | None = None
     replica: str = "not configured"
-    last_drill: str = "never"  # restore drills do not exist yet
+    last_drill: str = "never"  # the newest `rfbackup drill` that checked this component
     detail: str = ""
 
     @property
@@ -137,6 +137,15 @@ def collect(settings: Settings, now: datetime) -> Status:
     else:
         base.detail = wal.detail = "point-in-time recovery is not set up (rfbackup pitr setup)"
     status.components += [base, wal]
+
+    try:
+        from rfbackup.drill.reports import latest_by_component
+
+        drills = latest_by_component(repo)
+    except Exception:  # a status screen reports, it does not stop
+        drills = {}
+    for c, name in ((pg, "postgres"), (base, "pitr"), (wal, "pitr")):
+        c.last_drill = drills.get(name, "never")
 
     points = [p for p in (pg.recoverable_to, wal.recoverable_to) if p is not None]
     status.consistent_point = max(points) if points else None
