@@ -99,6 +99,8 @@ def test_not_a_git_repository_is_one_line(tmp_path: Path) -> None:
 
 def test_the_drill_checks_the_newest_bundle(tmp_path: Path) -> None:
     repo = config_repo(tmp_path)
+    # A linked worktree: `git bundle --all` then also lists its HEAD (found on this machine)
+    git(repo, "worktree", "add", "-q", "-b", "side", str(tmp_path / "side-tree"))
     assert run(tmp_path, "backup", "config", "--git-repo", str(repo)).returncode == 0
 
     r = run(tmp_path, "drill", "--component", "config", "--json")

@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,6 +67,7 @@ class PitrCheck:
         )
         from rfbackup.sources.postgres import tools
 
+        started = time.time()  # RPO from here: WAL archived after the drill began counts
         newest = base_backups(ctx.repo)[0]
         assert newest.manifest is not None
         result.backup = newest.name
@@ -127,7 +129,7 @@ class PitrCheck:
         )
         if newest_at is not None:
             result.restorable_point = newest_at.isoformat()
-            result.rpo_seconds = round(max(ctx.now - newest_at.timestamp(), 0.0), 1)
+            result.rpo_seconds = round(max(started - newest_at.timestamp(), 0.0), 1)
         replayed = pg_time(outcome.last_transaction)
         if replayed is not None and newest_at is not None:
             result.facts["gap_last_transaction_to_newest_wal_seconds"] = round(
