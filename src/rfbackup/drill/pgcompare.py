@@ -128,8 +128,14 @@ def _compare_samples(
         detail = "; ".join(f"{s.table}: {', '.join(s.examples)}" for s in bad)
         result.check("sampled rows", False, f"{compared} rows compared, mismatches: {detail}")
     else:
+        changed = sum(s.skipped_changed for s in samples)
         result.check(
             "sampled rows",
             True,
-            f"{compared} rows in {len(samples)} tables equal to production, field by field",
+            f"{compared} rows in {len(samples)} tables equal to production, field by field"
+            + (
+                f" ({changed} sampled rows changed in production since: left out)"
+                if changed
+                else ""
+            ),
         )

@@ -70,7 +70,11 @@ def _component(r: CheckResult) -> list[str]:
         lines.append(f"- Newest restorable point: {r.restorable_point}")
     if r.target:
         lines.append(f"- Restored into: {r.target}")
-    lines += [f"- RTO: {_seconds(r.rto_seconds)}", f"- RPO: {_seconds(r.rpo_seconds)}", ""]
+    lines += [f"- RTO: {_seconds(r.rto_seconds)}", f"- RPO: {_seconds(r.rpo_seconds)}"]
+    gap = r.facts.get("gap_last_transaction_to_newest_wal_seconds")
+    if gap is not None:
+        lines.append(f"- Last replayed transaction to the newest archived WAL: {_seconds(gap)}")
+    lines.append("")
     lines += ["| Check | Result | Detail |", "|---|---|---|"]
     for f in r.findings:
         verdict = "info" if f.informational else ("ok" if f.ok else "**FAILED**")
