@@ -185,3 +185,36 @@ def undelete(
         as_json,
         playbook.MANUAL,
     )
+
+
+@app.command("rebuild")
+def rebuild(
+    config_dest: Annotated[
+        Path,
+        typer.Option(
+            "--config-dest", metavar="DIR", help="A new folder for the configuration repository."
+        ),
+    ] = Path("researchflow-config"),
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+    resume: ResumeOption = False,
+    env: EnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Scenario 3, complete loss: from the repository alone, restore the configuration, then
+    PostgreSQL onto a fresh server, run health checks, and list what is left (DNS...).
+    """
+    from rfbackup.dr import rebuild as playbook
+
+    _play(
+        "rebuild",
+        playbook.steps(),
+        {"config_dest": str(config_dest)},
+        "This restores the configuration and the newest PostgreSQL backup onto a fresh server.",
+        env,
+        yes,
+        dry_run,
+        resume,
+        as_json,
+        playbook.MANUAL,
+    )
