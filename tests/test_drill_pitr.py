@@ -79,3 +79,45 @@ def test_missing_wal_segment_fails_the_drill() -> None:
         assert pitr["status"] == "failed"
         assert "missing from the archive" in " ".join(pitr["issues"])
     assert scratch_left() == before
+
+
+def test_sigterm_while_the_scratch_cluster_runs_leaves_nothing() -> None:
+    import glob
+    import signal
+    import time
+
+    from pitr_support import RFBACKUP_EXE
+
+    before = scratch_left()
+    with archiving_cluster() as cluster:
+        assert cluster.run("backup", "base").returncode == 0
+        workload(cluster)
+        proc = subprocess.Popen(
+            [str(RFBACKUP_EXE), "drill", "--component", "pitr"],
+            cwd=cluster.work,
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not [
+                p
+                for p in glob.glob("/tmp/rfbackup-drill-*/data0/postmaster.pid")
+                if p not in before
+            ]:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        assert "removed scratch cluster" in err
+        assert not (Path(cluster.repo) / "drills").exists()
+    assert scratch_left() == before
