@@ -161,3 +161,24 @@ def test_signals_leave_no_scratch_database(env: Env, tmp_path: Path) -> None:
         assert proc.returncode == 128 + signum, err
         assert drill_databases(env) == []
         assert not (env.backups / "drills").exists()  # an interrupted drill reports nothing
+
+
+def test_a_scratch_server_leaves_the_production_server_untouched(env: Env) -> None:
+    from conftest import created_databases, ddl_mark
+
+    from rfbackup.sandbox.postgres import ThrowawayPostgres
+
+    backup(env)
+    with ThrowawayPostgres() as scratch:
+        scratch.psql("CREATE ROLE app LOGIN")  # the roles the backup's objects are owned by
+        mark = ddl_mark(env.pg)
+        url = f"postgresql://postgres:{scratch.password}@127.0.0.1:{scratch.port}/postgres"
+
+        code, doc, err = drill(env, RFBACKUP_DRILL__DATABASE_URL=url)
+
+        assert code == 0, err
+        assert component(doc)["target"].endswith(f"127.0.0.1:{scratch.port}")
+        assert created_databases(env.pg, mark) == []  # production's own log: no CREATE
+        left = scratch.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'rfbackup_drill%'")
+        assert left == "0"
+        assert url not in err and scratch.password not in err + json.dumps(doc)

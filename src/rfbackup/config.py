@@ -36,6 +36,7 @@ from pydantic_settings import (
 from rfbackup.errors import ConfigError
 from rfbackup.limits import MAX_DAYS as MAX_DAYS  # re-exported
 from rfbackup.ops.options import (
+    DrillOptions,
     FreshnessOptions,
     KubernetesOptions,
     MetricsOptions,
@@ -247,6 +248,7 @@ class Settings(BaseSettings):
     freshness: FreshnessOptions = FreshnessOptions()  # RFBACKUP_FRESHNESS__POSTGRES_HOURS=48
     kubernetes: KubernetesOptions = KubernetesOptions()  # RFBACKUP_KUBERNETES__IMAGE=...
     mode: ModeOptions = ModeOptions()  # RFBACKUP_MODE__NAMESPACE=..., STANDBY/LIVE switching
+    drill: DrillOptions = DrillOptions()  # RFBACKUP_DRILL__DATABASE_URL: a scratch server
     fallback_dir: Path | None = None  # RFBACKUP_FALLBACK_DIR; staging defaults to backup_dir
     pg_bin: Path | None = None  # RFBACKUP_PG_BIN: folder of pg_dump/psql/... (default: PATH)
     tmp_dir: Path | None = None  # RFBACKUP_TMP_DIR: scratch space for parallel pg_restore
@@ -337,6 +339,21 @@ class Settings(BaseSettings):
 
     def postgres_target(self) -> PostgresTarget:
         return PostgresTarget.from_settings(self)
+
+    def drill_settings(self) -> Settings:
+        """These settings with the drill's scratch server as the database (when one is set)."""
+        if self.drill.database_url is None:
+            return self
+        return self.model_copy(
+            update={
+                "database_url": self.drill.database_url,
+                "pghost": None,
+                "pgport": None,
+                "pguser": None,
+                "pgpassword": None,
+                "pgdatabase": None,
+            }
+        )
 
     def redis_target(self) -> RedisTarget:
         return RedisTarget.from_settings(self)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
 class MetricsOptions(BaseModel):
@@ -83,3 +83,14 @@ class ModeOptions(BaseModel):
     compose_file: Path | None = None
     compose_project_dir: Path | None = None
     compose_services: list[str] = ["orchestrator"]
+
+
+class DrillOptions(BaseModel):
+    """`rfbackup drill` ([drill] in rfbackup.toml, RFBACKUP_DRILL__...)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
+    # A separate server for the scratch database (postgresql://user:pass@host:port/db; any
+    # database there to connect to): then nothing, not even a scratch database, is created
+    # on the production server. Default: the production server, in rfbackup_drill_ID.
+    database_url: SecretStr | None = None

@@ -66,10 +66,12 @@ class PostgresLogicalCheck:
             result.check("backup status", False, f"{entry.name} is {entry.status}: {entry.problem}")
             return
         scratch = ctx.scratch_name("")
-        result.target = f"database {scratch} on {prod.server}"
+        where = ctx.settings.drill_settings()  # the scratch server, or production's
+        server = where.postgres_target()
+        result.target = f"database {scratch} on {server.server}"
 
         def drop() -> None:
-            with pg.admin_connection(prod) as admin:
+            with pg.admin_connection(server) as admin:
                 rows = admin.execute(
                     "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s",
                     (scratch, scratch.replace("_", r"\_") + r"\_restore\_%"),
@@ -81,7 +83,7 @@ class PostgresLogicalCheck:
         t0 = time.monotonic()
         try:
             restored = restore_postgres(
-                ctx.settings, entry.name, target_db=scratch, confirm=lambda q: True
+                where, entry.name, target_db=scratch, confirm=lambda q: True
             )
         except Interrupted:
             raise
@@ -95,7 +97,7 @@ class PostgresLogicalCheck:
             f"sha256 verified; {restored['tables']} tables, {restored['rows']} rows match "
             "the manifest (row counts, large objects, sequences, materialized views)",
         )
-        target = prod.with_dbname(scratch)
+        target = server.with_dbname(scratch)
         counts = pgcompare.restored_counts(target, result)
         before = m.dump.get("snapshot_xmin") if m else None
         log.info("comparing %s with production %s", scratch, prod.display)
