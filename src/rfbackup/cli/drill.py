@@ -18,7 +18,7 @@ def drill(
             "--component",
             "-c",
             metavar="NAME",
-            help="Only this component (repeatable): postgres, pitr, config, and any other installed.",
+            help="Only this component (repeatable): postgres, pitr, config, any other installed.",
             show_default="every component with a backup",
         ),
     ] = None,
