@@ -75,3 +75,30 @@ def test_undelete_merges_the_deleted_rows_back(tmp_path: Path) -> None:
             assert not [p for p in os.listdir("/tmp") if p.startswith("rfbackup-undelete-")]
     finally:
         kube.stop()
+
+
+def test_before_delete_finds_the_moment_and_exports_csv_without_merging(tmp_path: Path) -> None:
+    kube = FakeKube().start()
+    kube.add_configmap({})
+    kube.add_deployment(deployment())
+    try:
+        with archiving_cluster() as cluster:
+            assert cluster.run("backup", "base").returncode == 0
+            accident(cluster)
+            out = cluster.work / "recovered"
+
+            r = cluster.run(
+                "dr", "undelete", "--before-delete", "--table", "public.items",
+                "--format", "csv", "--out", str(out), "--yes", "--json",
+                RFBACKUP_MODE__KUBECONFIG=str(kube.kubeconfig(tmp_path)),
+            )  # fmt: skip
+
+            assert r.returncode == 0, r.stderr
+            steps = {s["step"]: s for s in json.loads(r.stdout)["steps"]}
+            assert steps["find"]["delete_xid"] > 0
+            assert steps["merge"]["merged"] is None  # no --merge: production untouched
+            assert cluster.sql("SELECT count(*) FROM items") == "60"
+            rows = (out / "public.items.csv").read_text().splitlines()
+            assert rows[0] == "id,note,at" and len(rows) == 151
+    finally:
+        kube.stop()

@@ -119,12 +119,6 @@ def corruption(
 
 @app.command("undelete")
 def undelete(
-    time: Annotated[
-        str,
-        typer.Option(
-            "--time", metavar="TIME", help="A time before the deletion (ISO 8601 with a zone)."
-        ),
-    ],
     table: Annotated[
         list[str],
         typer.Option(
@@ -134,6 +128,24 @@ def undelete(
     out: Annotated[
         Path, typer.Option("--out", metavar="DIR", help="Where the exported rows are written.")
     ] = Path("recovered"),
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time", metavar="TIME", help="A time before the deletion (ISO 8601 with a zone)."
+        ),
+    ] = None,
+    before_delete: Annotated[
+        bool,
+        typer.Option(
+            "--before-delete",
+            help="Instead of --time: just before the DELETE on the first --table, found in the "
+            "archived WAL (refused when there is more than one).",
+        ),
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="With --before-delete: look from here."),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="sql or csv.")] = "sql",
     merge: Annotated[
         bool,
@@ -162,7 +174,11 @@ def undelete(
 
     if fmt not in ("sql", "csv"):
         raise ConfigError(f"--format must be sql or csv, not {fmt!r}")
-    parse_time(time)
+    if (time is None) == (not before_delete):
+        raise ConfigError("give either --time or --before-delete")
+    for value in (time, since):
+        if value is not None:
+            parse_time(value)
     if merge and fmt != "sql":
         raise ConfigError("--merge works from the SQL export: use --format sql")
     _play(
@@ -170,13 +186,15 @@ def undelete(
         playbook.steps(),
         {
             "time": time,
+            "since": since,
             "tables": table,
             "out": str(out),
             "format": fmt,
             "merge": merge,
             "overwrite": overwrite,
         },
-        f"This puts the application in STANDBY and recovers {', '.join(table)} as of {time}"
+        f"This puts the application in STANDBY and recovers {', '.join(table)} as of "
+        + (time or "just before the DELETE")
         + (" and MERGES the missing rows into the database." if merge else "."),
         env,
         yes,

@@ -21,10 +21,36 @@ from rfbackup.dr.playbook import Context, Step
 from rfbackup.logs import log
 
 
+def find_delete(ctx: Context) -> dict[str, Any]:
+    """--before-delete: the one committed DELETE on the first table in the archived WAL
+    (pg_waldump, via `rfbackup pitr find`); more than one is refused, never guessed."""
+    from rfbackup.errors import NotFound
+    from rfbackup.pitr.find import find
+    from rfbackup.pitr.recover import parse_time
+
+    if ctx.options.get("time"):
+        return {"time": ctx.options["time"]}
+    since = ctx.options.get("since")
+    found = find(
+        ctx.settings, ctx.options["tables"][0], "delete", parse_time(since) if since else None
+    )
+    done = [c for c in found.changes if not c.aborted and c.committed_at is not None]
+    if not done:
+        raise NotFound(f"no committed DELETE on {found.table} in the archived WAL")
+    if len(done) > 1:
+        listed = ", ".join(f"xid {c.xid} at {c.committed_at:%Y-%m-%dT%H:%M:%S.%fZ}" for c in done)
+        raise NotFound(
+            f"{len(done)} transactions deleted from {found.table} ({listed}): choose with --time"
+        )
+    target = done[0].target_time()
+    assert target is not None
+    return {"time": target.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "delete_xid": done[0].xid}
+
+
 def recover(ctx: Context) -> dict[str, Any]:
     from rfbackup.pitr.recover import Target
 
-    return sidecluster.recover(ctx.settings, Target("time", ctx.options["time"]))
+    return sidecluster.recover(ctx.settings, Target("time", ctx.state["time"]))
 
 
 def _diffs(ctx: Context) -> list[rows.Diff]:
@@ -95,10 +121,22 @@ def steps() -> list[Step]:
             undo="rfbackup mode live",
         ),
         Step(
+            "find",
+            "find the moment before the deletion",
+            lambda ctx: (
+                f"--time {ctx.options['time']}"
+                if ctx.options.get("time")
+                else f"rfbackup pitr find --table {ctx.options['tables'][0]} --op delete "
+                "(pg_waldump over the archived WAL): exactly one DELETE transaction"
+            ),
+            find_delete,
+            check=lambda ctx: f"target {ctx.state['time']}",
+        ),
+        Step(
             "recover",
             "point-in-time recovery into a side cluster",
             lambda ctx: (
-                f"rfbackup pitr restore --target-time {ctx.options['time']} --start "
+                f"rfbackup pitr restore --target-time {ctx.state.get('time', 'T')} --start "
                 "--port FREE --data-dir TMP (127.0.0.1 only, archiving off)"
             ),
             recover,
