@@ -32,6 +32,8 @@ class Table:
     types: list[str]
     key: list[str]
     generated: set[str] = field(default_factory=set)
+    schema: str = "public"
+    relname: str = ""
 
     @classmethod
     def read(cls, conn: psycopg.Connection[Any], name: str) -> Table:
@@ -41,18 +43,25 @@ class Table:
             raise ConfigError(f"no table {name!r} in the recovered database") from None
         if not rows:
             raise ConfigError(f"table {name!r} has no primary key: rows cannot be matched")
+        where = conn.execute(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s::regclass",
+            (name,),
+        ).fetchone()
+        assert where is not None
         return cls(
             name,
             [r[0] for r in rows],
             [r[1] for r in rows],
             [r[0] for r in rows if r[2]],
             {r[0] for r in rows if r[3]},
+            where[0],
+            where[1],
         )
 
     @property
     def ident(self) -> sql.Composable:
-        schema, _, rel = self.name.rpartition(".")
-        return sql.Identifier(*(p for p in (schema, rel) if p))
+        return sql.Identifier(self.schema, self.relname)
 
     def select(self) -> sql.Composed:
         return sql.SQL("SELECT {} FROM ONLY {}").format(
@@ -84,24 +93,34 @@ def diff(side: psycopg.Connection[Any], prod: psycopg.Connection[Any], name: str
     return out
 
 
+def _writable(table: Table) -> list[int]:
+    """Positions of the columns an INSERT may name (generated columns are computed)."""
+    return [i for i, c in enumerate(table.columns) if c not in table.generated]
+
+
 def _values(table: Table, row: tuple[Any, ...] | None) -> sql.Composable:
     """``%s::type, ...`` placeholders, or the row's values as literals."""
-    values = row if row is not None else [None] * len(table.types)
     return sql.SQL(", ").join(
-        (sql.Literal(v) if row is not None else sql.SQL("%s")) + sql.SQL("::") + sql.SQL(t)
-        for v, t in zip(values, table.types, strict=True)
+        (sql.Literal(row[i]) if row is not None else sql.SQL("%s"))
+        + sql.SQL("::")
+        + sql.SQL(table.types[i])
+        for i in _writable(table)
     )
+
+
+def params(table: Table, row: tuple[Any, ...]) -> list[Any]:
+    return [row[i] for i in _writable(table)]
 
 
 def insert(table: Table, overwrite: bool, row: tuple[Any, ...] | None = None) -> sql.Composed:
     stmt = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
         table.ident,
-        sql.SQL(", ").join(sql.Identifier(c) for c in table.columns),
+        sql.SQL(", ").join(sql.Identifier(table.columns[i]) for i in _writable(table)),
         _values(table, row),
     )
     if not overwrite:
         return stmt + sql.SQL(" ON CONFLICT DO NOTHING")
-    updates = [c for c in table.columns if c not in table.key]
+    updates = [c for c in table.columns if c not in table.key and c not in table.generated]
     return stmt + sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
         sql.SQL(", ").join(sql.Identifier(k) for k in table.key),
         sql.SQL(", ").join(
@@ -137,7 +156,7 @@ def merge(prod: psycopg.Connection[Any], diffs: list[Diff], overwrite: bool) -> 
             n = 0
             with prod.cursor() as cur:
                 for row in rows:
-                    cur.execute(insert(d.table, overwrite), row)
+                    cur.execute(insert(d.table, overwrite), params(d.table, row))
                     n += cur.rowcount
             done[d.table.name] = n
     return done

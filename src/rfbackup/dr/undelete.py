@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ def export(ctx: Context) -> dict[str, Any]:
     found: dict[str, Any] = {}
     with connect(ctx.settings.postgres_target(), autocommit=True) as conn:
         for d in _diffs(ctx):
-            path = out / f"{d.table.name}.{fmt}"
+            # The file name from the table's name, made safe (no "/", no leading dot).
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{d.table.schema}.{d.table.relname}")
+            path = out / f"{safe.lstrip('.') or 'table'}.{fmt}"
             text = (
                 rows.export_sql(conn, d, overwrite)
                 if fmt == "sql"
