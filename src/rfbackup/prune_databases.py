@@ -2,7 +2,8 @@
 
 ``DB_pre_restore_YYYYMMDD_HHMMSS`` is the database a restore replaced, kept in case the
 restore was the mistake. ``DB_restore_YYYYMMDD_HHMMSS`` is a restore's work database, left
-only if the restore was killed before it could clean up. Databases with open sessions are
+only if the restore was killed before it could clean up; ``rfbackup_drill_YYYYMMDD_HHMMSS``
+the scratch database of a restore drill that was killed (kill -9). Databases with open sessions are
 never dropped: a work database in use belongs to a restore that is still running.
 """
 
@@ -17,12 +18,15 @@ from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
 
 _LEFTOVER = re.compile(r"^(?P<live>.+?)_(?P<kind>pre_restore|restore)_(?P<stamp>\d{8}_\d{6})$")
+# A restore drill's scratch database, left only if the drill was killed (kill -9).
+_DRILL = re.compile(r"^rfbackup_drill_(?P<stamp>\d{8}_\d{6})$")
 
 
 @dataclass(frozen=True)
 class Leftover:
     name: str
-    kind: str  # "previous" (replaced by a restore) or "abandoned" (a killed restore's work)
+    kind: str  # "previous" (replaced by a restore), "abandoned" (a killed restore's work),
+    # or "drill" (a killed drill's scratch database)
     created_at: datetime
     sessions: int
     drop: bool
@@ -43,11 +47,14 @@ def plan(names_sessions: dict[str, int], keep_days: int, now: datetime) -> list[
     cutoff = now - timedelta(days=keep_days)
     out = []
     for name, sessions in sorted(names_sessions.items()):
-        m = _LEFTOVER.match(name)
+        m = _LEFTOVER.match(name) or _DRILL.match(name)
         if m is None:
             continue
         created = datetime.strptime(m["stamp"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
-        kind = "previous" if m["kind"] == "pre_restore" else "abandoned"
+        groups = m.groupdict()
+        kind = {"pre_restore": "previous", "restore": "abandoned"}.get(
+            groups.get("kind") or "", "drill"
+        )
         if sessions:
             drop, reason = False, f"{sessions} open session(s)"
         elif created >= cutoff:
