@@ -130,6 +130,7 @@ class FakeKube:
     configmaps: dict[str, dict[str, Any]] = field(default_factory=dict)
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _polls: dict[str, int] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
@@ -139,6 +140,20 @@ class FakeKube:
         cm = configmap(data)
         validate(cm)
         self.configmaps[cm["metadata"]["name"]] = cm
+
+    def add_secret(self, name: str, data: dict[str, str], version: str = "1") -> None:
+        """``data`` in clear; stored base64-encoded, as the API does."""
+        import base64
+
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS, "resourceVersion": version},
+            "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+        validate(secret)
+        self.secrets[name] = secret
 
     def add_deployment(self, dep: dict[str, Any]) -> None:
         validate(dep)
@@ -245,6 +260,11 @@ class FakeKube:
     ) -> tuple[int, dict[str, Any]]:
         seg = path.strip("/").split("/")
         ctype = h.headers.get("Content-Type")
+        for kind, store in (("configmaps", self.configmaps), ("secrets", self.secrets)):
+            if seg == ["api", "v1", "namespaces", NS, kind] and method == "GET":
+                list_kind = "ConfigMapList" if kind == "configmaps" else "SecretList"
+                items = list(store.values())
+                return 200, {"apiVersion": "v1", "kind": list_kind, "metadata": {}, "items": items}
         if seg[:3] == ["api", "v1", "namespaces"] and seg[4:5] == ["configmaps"]:
             cm = self.configmaps.get(seg[5])
             if cm is None or seg[3] != NS:

@@ -9,14 +9,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 RFBACKUP = [sys.executable, "-m", "rfbackup"]
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_env(cwd, {}, *args)
+
+
+def run_env(cwd: Path, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "RFBACKUP_"))}
     env["RFBACKUP_CONFIG"] = str(cwd / "rfbackup.toml")
-    return subprocess.run([*RFBACKUP, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [*RFBACKUP, *args], cwd=cwd, env={**env, **extra}, capture_output=True, text=True
+    )
 
 
 def git(path: Path, *args: str) -> str:
@@ -109,3 +116,67 @@ def test_the_drill_checks_the_newest_bundle(tmp_path: Path) -> None:
     (config,) = json.loads(r.stdout)["components"]
     assert config["status"] == "passed" and config["rto_seconds"] > 0
     assert not [p for p in os.listdir("/tmp") if p.startswith("rfbackup-drill-config-")]
+
+
+def test_with_cluster_commits_configmaps_and_encrypted_secrets(tmp_path: Path) -> None:
+    from kube_fake import FakeKube
+
+    repo = config_repo(tmp_path)
+    key = tmp_path / "age.key"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    public = subprocess.run(
+        ["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    kube = FakeKube().start()
+    try:
+        kube.add_configmap({"ROS_MODE": "STANDBY", "LOG_LEVEL": "info"})
+        kube.add_secret("db", {"password": "s3cret-Pa55"})
+        env = {
+            "RFBACKUP_MODE__KUBECONFIG": str(kube.kubeconfig(tmp_path)),
+            "RFBACKUP_ENCRYPTION__RECIPIENTS": public,
+            "RFBACKUP_ENCRYPTION__IDENTITY_FILE": str(key),
+        }
+        head = git(repo, "rev-parse", "HEAD")
+
+        def backup() -> dict[str, Any]:
+            r = run_env(
+                tmp_path,
+                env,
+                "backup",
+                "config",
+                "--git-repo",
+                str(repo),
+                "--with-cluster",
+                "--json",
+            )
+            assert r.returncode == 0, r.stderr
+            assert "s3cret-Pa55" not in r.stdout + r.stderr
+            return dict(json.loads(r.stdout))
+
+        assert backup()["changed"] is True
+        branch = "rfbackup/cluster-state"
+        files = git(repo, "ls-tree", "-r", "--name-only", branch).split()
+        assert files == [
+            "configmaps/researchflow-config.json",
+            "secret-versions.json",
+            "secrets/db.json.age",
+        ]
+        cm = json.loads(git(repo, "show", f"{branch}:configmaps/researchflow-config.json"))
+        assert cm["data"] == {"ROS_MODE": "STANDBY", "LOG_LEVEL": "info"}
+        sealed = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{branch}:secrets/db.json.age"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        assert b"s3cret" not in sealed and b"czNjcmV0" not in sealed
+        opened = subprocess.run(
+            ["age", "-d", "-i", str(key)], input=sealed, capture_output=True, check=True
+        ).stdout
+        assert json.loads(opened)["data"] == {"password": "czNjcmV0LVBhNTU="}
+        # The operator's checkout is untouched; nothing changed: no commit, no bundle.
+        assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
+        assert backup()["changed"] is False
+        kube.add_secret("db", {"password": "rotated"}, version="2")
+        assert backup()["changed"] is True
+        assert git(repo, "rev-list", "--count", branch) == "2"
+    finally:
+        kube.stop()

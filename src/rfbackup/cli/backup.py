@@ -82,6 +82,14 @@ def config(
             help="The configuration repository (holds infrastructure/).",
         ),
     ],
+    with_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--with-cluster",
+            help="First commit the cluster's ConfigMaps and age-encrypted Secrets ([mode] "
+            "namespace) on the branch rfbackup/cluster-state.",
+        ),
+    ] = False,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,
@@ -93,7 +101,7 @@ def config(
     """
     from rfbackup.sources.config.service import backup as run
 
-    result = run(settings(env, repo), git_repo)
+    result = run(settings(env, repo), git_repo, with_cluster)
     if as_json:
         print_json(result)
     elif result["changed"]:

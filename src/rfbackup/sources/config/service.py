@@ -26,10 +26,23 @@ def newest(repo: Repository, subject: str | None = None) -> catalog.Entry | None
     return None
 
 
-def backup(settings: Settings, path: Path) -> dict[str, Any]:
-    """A bundle of every ref of ``path`` if one changed since the newest bundle; else nothing."""
+def backup(
+    settings: Settings, path: Path, with_cluster: bool = False, api: Any = None
+) -> dict[str, Any]:
+    """A bundle of every ref of ``path`` if one changed since the newest bundle; else nothing.
+    ``with_cluster``: first commit the cluster's ConfigMaps and encrypted Secrets (cluster.py)."""
     from rfbackup.engine import job
 
+    if with_cluster:
+        from rfbackup.sources.config import cluster
+
+        files, versions = cluster.snapshot(settings, api)
+        made = cluster.commit(path, settings.mode.namespace, files, versions)
+        log.info(
+            "cluster state of %s: %s",
+            settings.mode.namespace,
+            f"new commit {made[:12]} on {cluster.BRANCH}" if made else "unchanged",
+        )
     source = GitConfig(path)
     repo = settings.open_repository()
     source.prepare(repo)
