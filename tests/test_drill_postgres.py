@@ -182,3 +182,15 @@ def test_a_scratch_server_leaves_the_production_server_untouched(env: Env) -> No
         left = scratch.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'rfbackup_drill%'")
         assert left == "0"
         assert url not in err and scratch.password not in err + json.dumps(doc)
+
+
+def test_keep_leaves_the_scratch_database_and_names_it(env: Env) -> None:
+    backup(env)
+
+    code, doc, err = drill(env, "--keep")
+
+    assert code == 0, err
+    kept = drill_databases(env)
+    assert len(kept) == 1 and doc["kept"] == [f"database {kept[0]} on 127.0.0.1:{env.pg.port}"]
+    assert "--keep: left database" in err
+    env.sql(f'DROP DATABASE "{kept[0]}"', "postgres")
