@@ -223,7 +223,7 @@ class Switch:
                     f"{self.opts.rollout_timeout_seconds:g} s ({st.updated_replicas or 0} of "
                     f"{want} updated, {st.available_replicas or 0} available)"
                 )
-            self.sleep(1.0)
+            self.sleep(0.5)
 
     def _check_pods(self, core: Any, deployment: Any) -> str:
         name = deployment.metadata.name
