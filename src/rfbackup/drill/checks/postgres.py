@@ -29,8 +29,11 @@ COMPONENT = "postgres"
 def newest(ctx: Context, dbname: str | None) -> catalog.Entry | None:
     """The newest logical backup of ``dbname`` (any status: a damaged newest backup is a
     finding, not a reason to quietly test an older one)."""
+    env = ctx.settings.env.value
     for e in catalog.scan(ctx.repo):
         if e.component != COMPONENT or e.status == "no-manifest":
+            continue
+        if e.environment not in (None, env):  # another environment's backups, same bucket
             continue
         m = e.manifest
         subject = (m.subject or m.database.get("name")) if m else None
