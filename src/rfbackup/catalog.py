@@ -90,7 +90,8 @@ class Entry:
         }
 
 
-PITR_PREFIXES = ("base/", "wal/")  # physical backups and the WAL archive: see rfbackup.pitr
+# physical backups and WAL (rfbackup.pitr), artifact snapshots (rfbackup.sources.artifacts)
+PITR_PREFIXES = ("base/", "wal/", "artifacts/")
 LEASES = "locks/"  # lease objects (rfbackup.lease), never backups
 
 

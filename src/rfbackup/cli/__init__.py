@@ -16,6 +16,7 @@ import typer.main
 from typer._click.exceptions import NoArgsIsHelpError
 
 from rfbackup import __version__
+from rfbackup.cli import artifacts as artifacts_cmd
 from rfbackup.cli import backup as backup_cmd
 from rfbackup.cli import k8s as k8s_cmd
 from rfbackup.cli import keys as keys_cmd
@@ -54,6 +55,8 @@ app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(restore_cmd.app, name="restore")
 app.command("list")(listing_cmd.list_backups)
 app.add_typer(replica_cmd.app, name="replica")
+app.add_typer(artifacts_cmd.app, name="artifacts")
+app.command("restore-artifacts")(artifacts_cmd.restore)
 app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)

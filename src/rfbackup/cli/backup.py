@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from rfbackup.cli import artifacts
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 
 app = typer.Typer(help="Take a backup.", no_args_is_help=True)
@@ -69,3 +70,5 @@ def base(
         print_json(describe(manifest))
     else:
         typer.echo(manifest.name)
+
+app.command("artifacts")(artifacts.backup)
