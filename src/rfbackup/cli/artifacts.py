@@ -122,3 +122,92 @@ def list_snapshots(env: EnvOption = None, repo: RepoOption = None, as_json: Json
             f"{human_bytes(x.stats.get('bytes', 0)):>10}  +{human_bytes(x.stats.get('stored_bytes', 0))}"
             f"{flag}"
         )
+
+
+@app.command("check")
+def check(
+    read_data_subset: Annotated[
+        str | None,
+        typer.Option(
+            "--read-data-subset",
+            metavar="SHARE",
+            help="Also read, decrypt and hash this share of the packs: 5% ... 100%.",
+        ),
+    ] = None,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check the snapshots, trees, indexes and packs; with a subset, the data too.
+
+    Exit 0: clean. Exit 6: something is damaged or missing; each problem is printed, with
+    the files a damaged chunk belongs to.
+    """
+    from rfbackup.errors import IntegrityError
+    from rfbackup.sources.artifacts import service
+    from rfbackup.sources.artifacts.check import parse_subset
+
+    share = parse_subset(read_data_subset)
+    s = settings(env, repo)
+    with reported(s, "artifacts", "check", "volumes"):
+        result = service.check(s, share)
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            for problem in result.errors:
+                typer.echo(f"error: {problem}", err=True)
+            typer.echo(
+                f"{result.snapshots} snapshots, {result.trees} trees, {result.chunks} chunks, "
+                f"{result.packs} packs ({result.packs_read} read), "
+                f"{result.unindexed_packs} unindexed: " + ("ok" if result.ok else "DAMAGED")
+            )
+        if not result.ok:
+            raise IntegrityError(f"artifacts check found {len(result.errors)} problem(s)")
+
+
+@app.command("prune")
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")] = False,
+    keep_days: Annotated[
+        int | None, typer.Option("--keep-days", help="Keep every snapshot this young.", show_default="90")
+    ] = None,
+    keep_min: Annotated[
+        int | None,
+        typer.Option("--keep-min", help="Always keep this many newest complete snapshots.", show_default="3"),
+    ] = None,
+    keep_daily: Annotated[int, typer.Option("--keep-daily", help="Newest snapshot of each of N days.")] = 0,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly", help="Newest of each of N weeks.")] = 0,
+    keep_monthly: Annotated[int, typer.Option("--keep-monthly", help="Newest of each of N months.")] = 0,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Forget snapshots outside the retention, then delete the data only they used.
+
+    Holds the repository lease (no backup runs meanwhile). A snapshot, index or tree that
+    cannot be read stops it before anything is deleted (exit 6). Partial snapshots never
+    count toward --keep-min.
+    """
+    from rfbackup.sources.artifacts import service
+    from rfbackup.sources.artifacts.prune import Policy
+
+    s = settings(env, repo)
+    policy = Policy(
+        keep_days=s.artifacts.keep_days if keep_days is None else keep_days,
+        keep_min=s.artifacts.keep_min if keep_min is None else keep_min,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+        keep_monthly=keep_monthly,
+        grace_seconds=s.artifacts.prune_grace_hours * 3600,
+    )
+    with reported(s, "artifacts", "prune", "volumes"):
+        result = service.prune(s, policy, dry_run)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    verb = "would forget" if dry_run else "forgot"
+    typer.echo(
+        f"{verb} {len(result.forgotten)} snapshots, kept {len(result.kept)}; packs deleted "
+        f"{result.packs_deleted}, repacked {result.packs_repacked}, unindexed removed "
+        f"{result.unindexed_packs_deleted}"
+    )

@@ -7,6 +7,7 @@ ids, pack names, offsets and sizes: no file names, no content.
 from __future__ import annotations
 
 import json
+import secrets
 import struct
 from dataclasses import dataclass
 
@@ -61,7 +62,7 @@ def decode(raw: bytes, where: str) -> dict[bytes, Location]:
 
 def write(store: Store, entries: dict[bytes, Location]) -> str:
     plain = encode(entries)
-    name = store.key.name("index-name", plain)
+    name = secrets.token_hex(16)
     store.repo.put(f"{INDEX}{name}", store.key.seal(_CONTEXT, plain))
     return name
 

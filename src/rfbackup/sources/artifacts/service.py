@@ -82,3 +82,20 @@ def backup(s: Settings, paths: list[Path]) -> Snapshot:
     options = Options(s.artifacts.pack_size_mb * 1024 * 1024, s.artifacts.zstd_level)
     with _lease(s, repo):
         return run_backup(st, chosen, options)
+
+
+def check(s: Settings, subset: float) -> Any:
+    from rfbackup.sources.artifacts.check import check as run_check
+
+    return run_check(reader(s), subset)
+
+
+def prune(s: Settings, policy: Any, dry_run: bool) -> Any:
+    from rfbackup.sources.artifacts.prune import prune as run_prune
+
+    st = reader(s)
+    pack_size = s.artifacts.pack_size_mb * 1024 * 1024
+    if dry_run:
+        return run_prune(st, policy, True, s.artifacts.zstd_level, pack_size)
+    with _lease(s, st.repo):
+        return run_prune(st, policy, False, s.artifacts.zstd_level, pack_size)
