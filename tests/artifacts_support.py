@@ -28,7 +28,9 @@ class Repo:
     s3: ThrowawayS3 | None = None
     bucket: str | None = None
 
-    def run(self, *args: str, side: str = "reader", **extra: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, side: str = "reader", **extra: str
+    ) -> subprocess.CompletedProcess[str]:
         env = {**(self.reader if side == "reader" else self.writer), **extra}
         return subprocess.run(
             [*RFBACKUP, *args], cwd=self.cwd, env=env, capture_output=True, text=True, timeout=300

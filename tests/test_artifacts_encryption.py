@@ -24,7 +24,13 @@ def test_bucket_reveals_no_names_or_content(tmp_path: Path, s3: ThrowawayS3) -> 
     for key in objects:
         assert SECRET_NAME not in key and "vol" not in key and "results" not in key
         blob = repo.read(key)
-        for needle in (SECRET_NAME.encode(), b"TOP-SECRET", b"results.csv", b"vol", snap["root"].encode()):
+        for needle in (
+            SECRET_NAME.encode(),
+            b"TOP-SECRET",
+            b"results.csv",
+            b"vol",
+            snap["root"].encode(),
+        ):
             assert needle not in blob, (key, needle)
     # the writer key file holds no age identity
     assert b"AGE-SECRET-KEY" not in (tmp_path / "writer.key").read_bytes()
@@ -53,8 +59,9 @@ def test_backup_job_cannot_read_and_wrong_identity_is_clear(tmp_path: Path) -> N
     assert r.returncode == 3 and "cannot read age identity file" in r.stderr, r.stderr
 
     # a writer key of another repository is refused before anything is written
-    other = make_repo(tmp_path / "second") if (tmp_path / "second").mkdir() is None else None
-    assert other is not None
-    r = repo.run("backup", "artifacts", str(src), side="writer",
-                 RFBACKUP_ARTIFACTS__KEY_FILE=other.writer["RFBACKUP_ARTIFACTS__KEY_FILE"])  # fmt: skip
+    (tmp_path / "second").mkdir()
+    other_key = make_repo(tmp_path / "second").writer["RFBACKUP_ARTIFACTS__KEY_FILE"]
+    r = repo.run(
+        "backup", "artifacts", str(src), side="writer", RFBACKUP_ARTIFACTS__KEY_FILE=other_key
+    )
     assert r.returncode == 3 and "does not belong" in r.stderr, r.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 from artifacts_support import Repo, make_repo, walk, write
 
 from rfbackup.sandbox.seaweedfs import ThrowawayS3
@@ -17,7 +16,7 @@ def odd_tree(root: Path) -> None:
     write(root / "spaces in name.txt", b"spaces\n", 0o600)
     write(root / "new\nline", b"newline in the name\n")
     write(root / "-leading-dash", b"dash\n")
-    write(root / "ünïcødé ✓.json", '{"ok": true}'.encode())
+    write(root / "ünïcødé ✓.json", b'{"ok": true}')
     write(root / "models" / "checkpoint.pt", os.urandom(3 * 1024 * 1024 + 17), 0o600)
     write(root / "models" / "run.sh", b"#!/bin/sh\necho hi\n", 0o755)
     os.link(root / "models" / "checkpoint.pt", root / "models" / "hardlink.pt")
@@ -36,7 +35,14 @@ def odd_tree(root: Path) -> None:
         fh.truncate(64 * 1024 * 1024)
         fh.seek(10 * 1024 * 1024)
         fh.write(b"middle")
-    with open(os.open(root / (b"bytes-\xff-name".decode("utf-8", "surrogateescape")), os.O_CREAT | os.O_WRONLY, 0o644), "wb") as fh:
+    with open(
+        os.open(
+            root / (b"bytes-\xff-name".decode("utf-8", "surrogateescape")),
+            os.O_CREAT | os.O_WRONLY,
+            0o644,
+        ),
+        "wb",
+    ) as fh:
         fh.write(b"not utf-8\n")
     os.chown(root / "one.bin", 1234, 5678)
     os.utime(root / "one.bin", ns=(1, 1_234_567_891_123_456_789))
@@ -53,7 +59,9 @@ def check_round_trip(repo: Repo, tmp_path: Path) -> None:
     expected = walk(src)
     expected.pop("a-fifo")
     assert walk(dest / "data") == expected
-    assert (dest / "data" / "sparse.img").stat().st_blocks * 512 <= 8 * 1024 * 1024  # holes stay holes
+    assert (
+        dest / "data" / "sparse.img"
+    ).stat().st_blocks * 512 <= 8 * 1024 * 1024  # holes stay holes
     assert (dest / "data" / "one.bin").stat().st_uid == 1234
 
 

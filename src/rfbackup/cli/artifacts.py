@@ -51,7 +51,9 @@ def backup(
 
 
 def restore(
-    snapshot: Annotated[str, typer.Argument(help="A snapshot id (or its first characters), or latest.")],
+    snapshot: Annotated[
+        str, typer.Argument(help="A snapshot id (or its first characters), or latest.")
+    ],
     dest: Annotated[Path, typer.Argument(help="Folder to restore into (empty, or --overwrite).")],
     path: Annotated[
         str | None,
@@ -103,7 +105,9 @@ def init(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = F
 
 
 @app.command("list")
-def list_snapshots(env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False) -> None:
+def list_snapshots(
+    env: EnvOption = None, repo: RepoOption = None, as_json: JsonOption = False
+) -> None:
     """List the snapshots, newest first: time, id, files, size, size added, partial."""
     from rfbackup.progress import human_bytes
     from rfbackup.sources.artifacts import service
@@ -117,10 +121,11 @@ def list_snapshots(env: EnvOption = None, repo: RepoOption = None, as_json: Json
     for x in snaps:
         d = x.to_dict()
         flag = " partial" if x.partial else ""
+        size = human_bytes(x.stats.get("bytes", 0))
+        added = human_bytes(x.stats.get("stored_bytes", 0))
         typer.echo(
             f"{d['time']:%Y-%m-%d %H:%M:%S}  {x.id[:8]}  {x.stats.get('files', 0):>8} files  "
-            f"{human_bytes(x.stats.get('bytes', 0)):>10}  +{human_bytes(x.stats.get('stored_bytes', 0))}"
-            f"{flag}"
+            f"{size:>10}  +{added}{flag}"
         )
 
 
@@ -167,17 +172,28 @@ def check(
 
 @app.command("prune")
 def prune(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would go; delete nothing.")
+    ] = False,
     keep_days: Annotated[
-        int | None, typer.Option("--keep-days", help="Keep every snapshot this young.", show_default="90")
+        int | None,
+        typer.Option("--keep-days", help="Keep every snapshot this young.", show_default="90"),
     ] = None,
     keep_min: Annotated[
         int | None,
-        typer.Option("--keep-min", help="Always keep this many newest complete snapshots.", show_default="3"),
+        typer.Option(
+            "--keep-min", help="Always keep this many newest complete snapshots.", show_default="3"
+        ),
     ] = None,
-    keep_daily: Annotated[int, typer.Option("--keep-daily", help="Newest snapshot of each of N days.")] = 0,
-    keep_weekly: Annotated[int, typer.Option("--keep-weekly", help="Newest of each of N weeks.")] = 0,
-    keep_monthly: Annotated[int, typer.Option("--keep-monthly", help="Newest of each of N months.")] = 0,
+    keep_daily: Annotated[
+        int, typer.Option("--keep-daily", help="Newest snapshot of each of N days.")
+    ] = 0,
+    keep_weekly: Annotated[
+        int, typer.Option("--keep-weekly", help="Newest of each of N weeks.")
+    ] = 0,
+    keep_monthly: Annotated[
+        int, typer.Option("--keep-monthly", help="Newest of each of N months.")
+    ] = 0,
     env: EnvOption = None,
     repo: RepoOption = None,
     as_json: JsonOption = False,

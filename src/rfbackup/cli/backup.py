@@ -71,4 +71,5 @@ def base(
     else:
         typer.echo(manifest.name)
 
+
 app.command("artifacts")(artifacts.backup)

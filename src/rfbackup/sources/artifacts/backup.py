@@ -158,8 +158,10 @@ class Walker:
         pk = statcache.path_key(self.store, rel)
         old = self.old_cache.get(pk)
         now: statcache.Stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        if old is not None and old[0] == now and all(
-            i in self.known or i in self.added for i in old[1]
+        if (
+            old is not None
+            and old[0] == now
+            and all(i in self.known or i in self.added for i in old[1])
         ):
             ids: list[bytes] | None = list(old[1])
             size = st.st_size
@@ -196,7 +198,7 @@ class Walker:
         with os.fdopen(fd, "rb", buffering=0) as fh:
             before = os.fstat(fd)
             try:
-                for data in self.chunker.chunks(fh, before.st_size):  # type: ignore[arg-type]
+                for data in self.chunker.chunks(fh, before.st_size):
                     ids.append(self.put_blob(data, DATA))
                     size += len(data)
                     self.progress.advance(len(data))

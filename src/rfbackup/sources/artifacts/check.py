@@ -76,7 +76,9 @@ def check(store: Store, subset: float) -> CheckResult:
         by_pack.setdefault(loc.pack, []).append(cid)
     for pack in sorted(indexed - set(stored)):
         users = [p for c in by_pack[pack] for p in m.chunks.get(c, [])][:3]
-        r.errors.append(f"pack {pack} is missing" + (f" (used by {', '.join(users)})" if users else ""))
+        r.errors.append(
+            f"pack {pack} is missing" + (f" (used by {', '.join(users)})" if users else "")
+        )
     if subset > 0:
         chosen = [p for p in sorted(indexed & set(stored)) if _in_subset(p, subset)]
         with Reporter("checking data", sum(stored[p] for p in chosen)) as progress:
@@ -93,7 +95,12 @@ def _in_subset(pack: str, share: float) -> bool:
 
 
 def _read_pack(
-    store: Store, idx: Index, pack: str, ids: list[bytes], users: dict[bytes, list[str]], r: CheckResult
+    store: Store,
+    idx: Index,
+    pack: str,
+    ids: list[bytes],
+    users: dict[bytes, list[str]],
+    r: CheckResult,
 ) -> None:
     try:
         data = read_pack(store, pack)

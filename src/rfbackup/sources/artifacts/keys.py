@@ -47,7 +47,9 @@ class WriterKey:
         return blake3.blake3(key=self.id_key)
 
     def _derived(self, context: str) -> bytes:
-        return blake3.blake3(self.id_key, derive_key_context=f"rfbackup artifacts {context}").digest()
+        return blake3.blake3(
+            self.id_key, derive_key_context=f"rfbackup artifacts {context}"
+        ).digest()
 
     def name(self, context: str, data: bytes) -> str:
         """A keyed name (hex) for ``data`` in ``context``: reveals nothing without the key."""

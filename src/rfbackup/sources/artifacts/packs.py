@@ -30,10 +30,8 @@ def pack_key(name: str) -> str:
 
 def encode(store: Store, plain: bytes | memoryview, level: int) -> bytes:
     compressed = zstandard.ZstdCompressor(level=level).compress(plain)
-    if len(compressed) >= len(plain):  # incompressible: store it as is (flag byte 0)
-        body = b"\x00" + bytes(plain)
-    else:
-        body = b"\x01" + compressed
+    # flag byte: 1 zstd, 0 stored as is (incompressible)
+    body = b"\x00" + bytes(plain) if len(compressed) >= len(plain) else b"\x01" + compressed
     return bytes(pyrage.encrypt(body, store.recipients))
 
 
@@ -43,7 +41,7 @@ def decode(store: Store, blob_id: bytes, data: bytes, raw_len: int, where: str) 
         body = bytes(pyrage.decrypt(data, store.identities))
     except Exception as exc:
         if "no matching keys" in str(exc).lower():
-            raise ConfigError(f"{where}: the age identity does not match this repository")
+            raise ConfigError(f"{where}: the age identity does not match this repository") from None
         raise IntegrityError(f"{where}: cannot decrypt") from None
     if raw_len > MAX_RAW:
         raise IntegrityError(f"{where}: impossible size")
@@ -96,7 +94,9 @@ class PackWriter:
         self._wait(limit=2)
         self._futures.append(self._pool.submit(self._upload, name, data, entries))
 
-    def _upload(self, name: str, data: bytes, entries: list[tuple[bytes, int, int, int, int]]) -> None:
+    def _upload(
+        self, name: str, data: bytes, entries: list[tuple[bytes, int, int, int, int]]
+    ) -> None:
         self.store.repo.put(pack_key(name), data)
         self.packs_written += 1
         self.stored_bytes += len(data)
@@ -120,12 +120,3 @@ class PackWriter:
 
 def read_pack(store: Store, name: str) -> bytes:
     return read_bytes(store.repo, pack_key(name))
-
-
-def read_blob(store: Store, blob_id: bytes, loc: Location, pack: bytes | None = None) -> bytes:
-    where = f"chunk {blob_id.hex()[:16]} in pack {loc.pack[:16]}"
-    data = pack if pack is not None else read_pack(store, loc.pack)
-    piece = data[loc.offset : loc.offset + loc.length]
-    if len(piece) != loc.length:
-        raise IntegrityError(f"{where}: the pack is shorter than its index says")
-    return decode(store, blob_id, piece, loc.raw, where)

@@ -104,7 +104,9 @@ def prune(store: Store, policy: Policy, dry_run: bool, level: int, pack_size: in
     repack = {
         p
         for p, total in pack_total.items()
-        if p in pack_used and p in stored and 1 - pack_used[p] / max(total, 1) > policy.repack_unused
+        if p in pack_used
+        and p in stored
+        and 1 - pack_used[p] / max(total, 1) > policy.repack_unused
     }
     orphans = {
         p

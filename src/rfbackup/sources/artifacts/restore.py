@@ -120,7 +120,9 @@ def _meta(path: str, e: dict[str, Any], is_link: bool = False) -> None:
     os.utime(path, ns=(e["mtime_ns"], e["mtime_ns"]), follow_symlinks=False)
 
 
-def restore(store: Store, snap: Snapshot, dest: Path, sub: str | None, overwrite: bool) -> RestoreResult:
+def restore(
+    store: Store, snap: Snapshot, dest: Path, sub: str | None, overwrite: bool
+) -> RestoreResult:
     check_destination(dest, overwrite)
     idx = Index.load(store, strict=False)
     plan, parent = _select(store, idx, snap, sub)

@@ -73,7 +73,9 @@ def backup(s: Settings, paths: list[Path]) -> Snapshot:
         raise ConfigError("no paths to back up: give PATH... or set RFBACKUP_ARTIFACTS__PATHS")
     names = [p.name for p in chosen]
     if len(set(names)) != len(names) or "" in names:
-        raise ConfigError("the paths must have distinct last components (they name the top folders)")
+        raise ConfigError(
+            "the paths must have distinct last components (they name the top folders)"
+        )
     for p in chosen:
         if not p.exists() and not p.is_symlink():
             raise SourceError(f"{p} does not exist")

@@ -61,7 +61,9 @@ class Store:
             return bytes(pyrage.decrypt(data, self.identities))
         except Exception as exc:
             if "no matching keys" in str(exc).lower() or "NoMatchingKeys" in str(exc):
-                raise ConfigError(f"{where}: the age identity does not match this repository")
+                raise ConfigError(
+                    f"{where}: the age identity does not match this repository"
+                ) from None
             raise IntegrityError(f"{where}: cannot decrypt ({exc})") from None
 
 
@@ -97,7 +99,9 @@ def initialize(repo: Repository, recipients: list[Any], avg_chunk: int) -> Write
     if repo.stat(CONFIG_KEY) is not None:
         raise ConfigError(f"{repo.describe(CONFIG_KEY)} exists: the repository is initialized")
     if not recipients:
-        raise ConfigError("artifacts init needs age recipients: set RFBACKUP_ENCRYPTION__RECIPIENTS")
+        raise ConfigError(
+            "artifacts init needs age recipients: set RFBACKUP_ENCRYPTION__RECIPIENTS"
+        )
     key = WriterKey.generate(secrets.token_hex(16))
     sealed = bytes(pyrage.encrypt(key.to_json(), recipients))
     repo.put(f"{KEYS}{key.name('key', key.id_key)}", sealed)
@@ -127,7 +131,8 @@ def open_reader(repo: Repository, identities: list[Any], key_file_key: WriterKey
     doc = read_config(repo)
     if not identities:
         raise ConfigError(
-            "reading artifact snapshots needs the age identity: set RFBACKUP_ENCRYPTION__IDENTITY_FILE"
+            "reading artifact snapshots needs the age identity: "
+            "set RFBACKUP_ENCRYPTION__IDENTITY_FILE"
         )
     found: WriterKey | None = None
     for obj in repo.list(KEYS):
