@@ -13,7 +13,7 @@ from artifacts_support import Repo, make_repo, walk, write
 from rfbackup.encryption import parse_recipients
 from rfbackup.sources.artifacts import index as index_mod
 from rfbackup.sources.artifacts.keys import WriterKey
-from rfbackup.sources.artifacts.packs import TREE, PackWriter, encode
+from rfbackup.sources.artifacts.packs import TREE, PackWriter, compress
 from rfbackup.sources.artifacts.store import open_writer
 from rfbackup.sources.artifacts.tree import encode_tree, new_snapshot, write_snapshot
 from rfbackup.storage.local import LocalRepository
@@ -96,7 +96,7 @@ def forge(repo: Repo, tmp_path: Path, entries: list[dict[str, object]]) -> str:
     packs = PackWriter(store, 1 << 20, lambda cid, loc: found.__setitem__(cid, loc))
     plain = encode_tree(entries)
     root = key.chunk_id(plain)
-    packs.add(root, encode(store, plain, 3), len(plain), TREE)
+    packs.add(root, compress(plain, 3), len(plain), TREE)
     packs.finish()
     index_mod.write(store, found)  # type: ignore[arg-type]
     return write_snapshot(store, new_snapshot(["/forged"], root, False, []))

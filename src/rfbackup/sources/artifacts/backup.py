@@ -20,7 +20,7 @@ from rfbackup.sources.artifacts import index as index_mod
 from rfbackup.sources.artifacts import statcache
 from rfbackup.sources.artifacts.chunker import Chunker
 from rfbackup.sources.artifacts.index import Index, Location
-from rfbackup.sources.artifacts.packs import DATA, TREE, PackWriter, encode
+from rfbackup.sources.artifacts.packs import DATA, TREE, PackWriter, compress
 from rfbackup.sources.artifacts.store import Store
 from rfbackup.sources.artifacts.tree import Snapshot, encode_tree, new_snapshot, write_snapshot
 
@@ -78,7 +78,7 @@ class Walker:
         if blob_id in self.known or blob_id in self.added:
             return blob_id
         self.added.add(blob_id)
-        self.packs.add(blob_id, encode(self.store, data, self.options.zstd_level), len(data), kind)
+        self.packs.add(blob_id, compress(data, self.options.zstd_level), len(data), kind)
         self.stats.new_chunks += 1
         self.stats.added_bytes += len(data)
         return blob_id

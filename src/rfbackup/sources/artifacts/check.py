@@ -16,7 +16,7 @@ from rfbackup.errors import ConfigError, NotFound, RfBackupError
 from rfbackup.progress import Reporter
 from rfbackup.sources.artifacts.index import Index
 from rfbackup.sources.artifacts.mark import mark
-from rfbackup.sources.artifacts.packs import decode, pack_key, read_pack
+from rfbackup.sources.artifacts.packs import blob_from_pack, pack_key, read_pack
 from rfbackup.sources.artifacts.store import PACKS, Store
 from rfbackup.sources.artifacts.tree import read_snapshot, snapshot_keys
 
@@ -110,12 +110,8 @@ def _read_pack(
     r.packs_read += 1
     for cid in ids:
         loc = idx.entries[cid]
-        where = f"chunk {cid.hex()} in pack {pack}"
-        piece = data[loc.offset : loc.offset + loc.length]
         try:
-            if len(piece) != loc.length:
-                raise RfBackupError(f"{where}: the pack is shorter than its index says")
-            decode(store, cid, piece, loc.raw, where)
+            blob_from_pack(store, cid, loc, data)
         except RfBackupError as exc:
             if isinstance(exc, ConfigError):
                 raise

@@ -1,18 +1,28 @@
-"""Packs: objects of about 16 MiB holding blobs, each zstd-compressed then age-encrypted.
+"""Packs: objects of about 16 MiB holding blobs, each zstd-compressed then encrypted.
 
-A blob is named by the keyed BLAKE3 of its plaintext; reading one decrypts, decompresses and
-checks that name, so a changed byte anywhere is caught and a blob cannot be swapped for
-another.
+A pack starts with its own random 32-byte key, age-encrypted to the recipients (so a backup
+job, which has only the public recipients, cannot read back even what it wrote); each blob is
+then sealed with ChaCha20-Poly1305 under that key, with its id as associated data. This is
+age's own construction (a file key wrapped per recipient, then an AEAD payload), with one
+X25519 per pack instead of one per chunk: small files stay cheap.
+
+A blob is named by the keyed BLAKE3 of its plaintext; reading one opens the seal, decompresses
+and checks that name, so a changed byte anywhere is caught and blobs cannot be swapped.
+
+Layout: ``u32 header length | age(pack key) | blob | blob ...``, blob = ``nonce(12) | sealed``.
 """
 
 from __future__ import annotations
 
 import secrets
+import struct
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pyrage
 import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from rfbackup.errors import ConfigError, IntegrityError
 from rfbackup.sources.artifacts.index import Location
@@ -22,27 +32,56 @@ from rfbackup.storage.base import read_bytes
 DATA = 0
 TREE = 1
 MAX_RAW = 64 * 1024 * 1024  # no blob decompresses past this: a forged one cannot exhaust memory
+HEADER_READ = 4096  # one ranged read gets the header of a pack for up to ~20 recipients
+_NONCE = 12
 
 
 def pack_key(name: str) -> str:
     return f"{PACKS}{name[:2]}/{name}"
 
 
-def encode(store: Store, plain: bytes | memoryview, level: int) -> bytes:
+def compress(plain: bytes | memoryview, level: int) -> bytes:
+    """Flag byte 1 + zstd, or flag byte 0 + the bytes as they are (incompressible)."""
     compressed = zstandard.ZstdCompressor(level=level).compress(plain)
-    # flag byte: 1 zstd, 0 stored as is (incompressible)
-    body = b"\x00" + bytes(plain) if len(compressed) >= len(plain) else b"\x01" + compressed
-    return bytes(pyrage.encrypt(body, store.recipients))
+    return b"\x00" + bytes(plain) if len(compressed) >= len(plain) else b"\x01" + compressed
 
 
-def decode(store: Store, blob_id: bytes, data: bytes, raw_len: int, where: str) -> bytes:
-    """The verified plaintext of a blob, or IntegrityError naming ``where``."""
+def unwrap_key(store: Store, name: str, head: bytes) -> ChaCha20Poly1305:
+    """The pack's key from its first bytes (cached per pack)."""
+    cached: ChaCha20Poly1305 | None = store.pack_keys.get(name)
+    if cached is not None:
+        return cached
+    where = f"pack {name[:16]}"
+    if len(head) < 4:
+        raise IntegrityError(f"{where}: too short")
+    (hlen,) = struct.unpack_from("<I", head)
+    if hlen > len(head) - 4:
+        head = read_bytes_range(store, name, 0, 4 + hlen)
+        if len(head) < 4 + hlen:
+            raise IntegrityError(f"{where}: truncated header")
+    raw = store.age_decrypt(bytes(head[4 : 4 + hlen]), where)
+    if len(raw) != 32:
+        raise IntegrityError(f"{where}: bad key")
+    aead = ChaCha20Poly1305(raw)
+    store.pack_keys[name] = aead
+    return aead
+
+
+def read_bytes_range(store: Store, name: str, offset: int, length: int) -> bytes:
+    from rfbackup.sources.artifacts.reader import read_range
+
+    return read_range(store, pack_key(name), offset, length)
+
+
+def open_blob(aead: ChaCha20Poly1305, blob_id: bytes, data: bytes, where: str) -> bytes:
     try:
-        body = bytes(pyrage.decrypt(data, store.identities))
-    except Exception as exc:
-        if "no matching keys" in str(exc).lower():
-            raise ConfigError(f"{where}: the age identity does not match this repository") from None
-        raise IntegrityError(f"{where}: cannot decrypt") from None
+        return aead.decrypt(data[:_NONCE], data[_NONCE:], blob_id)
+    except (InvalidTag, ValueError):
+        raise IntegrityError(f"{where}: damaged (authentication failed)") from None
+
+
+def decode(store: Store, blob_id: bytes, body: bytes, raw_len: int, where: str) -> bytes:
+    """The verified plaintext of an opened blob, or IntegrityError naming ``where``."""
     if raw_len > MAX_RAW:
         raise IntegrityError(f"{where}: impossible size")
     if body[:1] == b"\x01":
@@ -60,7 +99,7 @@ def decode(store: Store, blob_id: bytes, data: bytes, raw_len: int, where: str) 
 
 
 class PackWriter:
-    """Collects encoded blobs; each full pack is uploaded on a thread while chunking goes on."""
+    """Seals blobs into packs; each full pack is uploaded on a thread while chunking goes on."""
 
     def __init__(
         self,
@@ -69,19 +108,31 @@ class PackWriter:
         on_stored: Callable[[bytes, Location], None],
         uploads: int = 2,
     ) -> None:
+        if not store.recipients:
+            raise ConfigError("writing packs needs the age recipients")
         self.store = store
         self.pack_size = pack_size
         self.on_stored = on_stored
-        self._buf = bytearray()
         self._pending: list[tuple[bytes, int, int, int, int]] = []
         self._pool = ThreadPoolExecutor(max_workers=uploads, thread_name_prefix="pack-upload")
         self._futures: list[Future[None]] = []
         self.packs_written = 0
         self.stored_bytes = 0
+        self._new_pack()
 
-    def add(self, blob_id: bytes, encoded: bytes, raw_len: int, kind: int) -> None:
-        self._pending.append((blob_id, len(self._buf), len(encoded), raw_len, kind))
-        self._buf += encoded
+    def _new_pack(self) -> None:
+        raw = secrets.token_bytes(32)
+        wrapped = bytes(pyrage.encrypt(raw, self.store.recipients))
+        self._aead = ChaCha20Poly1305(raw)
+        self._buf = bytearray(struct.pack("<I", len(wrapped)) + wrapped)
+        self._header = len(self._buf)
+
+    def add(self, blob_id: bytes, body: bytes, raw_len: int, kind: int) -> None:
+        """Add an encoded (``compress``) blob."""
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = nonce + self._aead.encrypt(nonce, body, blob_id)
+        self._pending.append((blob_id, len(self._buf), len(sealed), raw_len, kind))
+        self._buf += sealed
         if len(self._buf) >= self.pack_size:
             self.flush()
 
@@ -90,7 +141,8 @@ class PackWriter:
             return
         name = secrets.token_hex(16)
         data, entries = bytes(self._buf), self._pending
-        self._buf, self._pending = bytearray(), []
+        self._pending = []
+        self._new_pack()
         self._wait(limit=2)
         self._futures.append(self._pool.submit(self._upload, name, data, entries))
 
@@ -120,3 +172,14 @@ class PackWriter:
 
 def read_pack(store: Store, name: str) -> bytes:
     return read_bytes(store.repo, pack_key(name))
+
+
+def blob_from_pack(store: Store, blob_id: bytes, loc: Location, data: bytes) -> tuple[bytes, bytes]:
+    """(opened body, verified plaintext) of a blob, from the whole pack's bytes."""
+    where = f"chunk {blob_id.hex()} in pack {loc.pack}"
+    aead = unwrap_key(store, loc.pack, data[:HEADER_READ])
+    piece = data[loc.offset : loc.offset + loc.length]
+    if len(piece) != loc.length:
+        raise IntegrityError(f"{where}: the pack is shorter than its index says")
+    body = open_blob(aead, blob_id, piece, where)
+    return body, decode(store, blob_id, body, loc.raw, where)

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from rfbackup.errors import ConfigError
 from rfbackup.logs import log
 from rfbackup.sources.artifacts import index as index_mod
 from rfbackup.sources.artifacts.index import Index, Location
 from rfbackup.sources.artifacts.mark import mark
-from rfbackup.sources.artifacts.packs import PackWriter, pack_key, read_pack
+from rfbackup.sources.artifacts.packs import PackWriter, blob_from_pack, pack_key, read_pack
 from rfbackup.sources.artifacts.store import PACKS, SNAPSHOTS, Store
 from rfbackup.sources.artifacts.tree import Snapshot, read_snapshot, snapshot_keys
 
@@ -125,12 +126,17 @@ def prune(store: Store, policy: Policy, dry_run: bool, level: int, pack_size: in
         cid: loc for cid, loc in idx.entries.items() if cid in used and loc.pack not in repack
     }
     if repack:
+        if not store.recipients:
+            raise ConfigError(
+                "repacking needs the age recipients too: set RFBACKUP_ENCRYPTION__RECIPIENTS"
+            )
         writer = PackWriter(store, pack_size, lambda cid, loc: new_entries.__setitem__(cid, loc))
         for pack in sorted(repack):
             data = read_pack(store, pack)
             for cid, loc in idx.entries.items():
                 if loc.pack == pack and cid in used:
-                    writer.add(cid, data[loc.offset : loc.offset + loc.length], loc.raw, loc.kind)
+                    body, _ = blob_from_pack(store, cid, loc, data)  # verified before copying
+                    writer.add(cid, body, loc.raw, loc.kind)
         writer.finish()
     if new_entries and (drop or repack or orphans or result.forgotten or len(idx.objects) > 1):
         written = index_mod.write(store, new_entries)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rfbackup.errors import ConfigError, IntegrityError, NotFound, StorageError
 from rfbackup.sources.artifacts.index import Location
-from rfbackup.sources.artifacts.packs import decode, pack_key
+from rfbackup.sources.artifacts.packs import HEADER_READ, decode, open_blob, pack_key, unwrap_key
 from rfbackup.sources.artifacts.store import SNAPSHOTS, Store
 from rfbackup.sources.artifacts.tree import Snapshot, decode_tree, read_snapshot, snapshot_keys
 
@@ -40,12 +40,15 @@ def blob(store: Store, blob_id: bytes, loc: Location | None) -> bytes:
         raise IntegrityError(f"{where} is in no index")
     where += f" in pack {loc.pack[:16]}"
     try:
+        if loc.pack not in store.pack_keys:
+            unwrap_key(store, loc.pack, read_range(store, pack_key(loc.pack), 0, HEADER_READ))
         data = read_range(store, pack_key(loc.pack), loc.offset, loc.length)
     except NotFound:
         raise IntegrityError(f"{where}: the pack is missing") from None
     if len(data) != loc.length:
         raise IntegrityError(f"{where}: the pack is shorter than its index says")
-    return decode(store, blob_id, data, loc.raw, where)
+    body = open_blob(store.pack_keys[loc.pack], blob_id, data, where)
+    return decode(store, blob_id, body, loc.raw, where)
 
 
 def tree(store: Store, entries: dict[bytes, Location], tree_id: bytes) -> list[dict[str, Any]]:

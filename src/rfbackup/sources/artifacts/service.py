@@ -93,9 +93,11 @@ def check(s: Settings, subset: float) -> Any:
 
 
 def prune(s: Settings, policy: Any, dry_run: bool) -> Any:
+    from rfbackup.encryption import parse_recipients
     from rfbackup.sources.artifacts.prune import prune as run_prune
 
     st = reader(s)
+    st.recipients = parse_recipients(s.encryption.recipient_keys())  # for repacking
     pack_size = s.artifacts.pack_size_mb * 1024 * 1024
     if dry_run:
         return run_prune(st, policy, True, s.artifacts.zstd_level, pack_size)

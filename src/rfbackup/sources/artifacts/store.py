@@ -42,6 +42,7 @@ class Store:
     chunker: ChunkerParams
     recipients: list[Any] = field(default_factory=list)
     identities: list[Any] = field(default_factory=list)
+    pack_keys: dict[str, Any] = field(default_factory=dict)  # pack name -> its opened key
 
     def describe(self, key: str) -> str:
         return self.repo.describe(key)
