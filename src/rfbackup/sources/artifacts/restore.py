@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,11 +188,6 @@ def _write_files(
         t = os.path.join(os.path.dirname(final), f"{_TMP}{os.path.basename(final)}")
         if os.path.lexists(t):
             os.unlink(t)
-        fd = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.ftruncate(fd, e["size"])
-        finally:
-            os.close(fd)
         tmp[rel] = t
         offset = 0
         for cid in e["chunk_ids"]:
@@ -204,6 +200,7 @@ def _write_files(
         else:
             if offset != e["size"]:
                 failed[rel] = "its chunks do not add up to its size"
+    fds = _Files(tmp)
     order = sorted(wanted, key=lambda c: (idx.entries[c].pack, idx.entries[c].offset))
     total = sum(idx.entries[c].raw * len(wanted[c]) for c in order)
     with Reporter("restoring", total) as progress:
@@ -222,16 +219,17 @@ def _write_files(
             zero = data.count(0) == len(data)
             for r, o in targets:
                 if not zero:  # all-zero chunks stay holes: sparse files stay sparse
-                    fd = os.open(tmp[r], os.O_WRONLY | os.O_NOFOLLOW)
-                    try:
-                        os.pwrite(fd, data, o)
-                    finally:
-                        os.close(fd)
+                    os.pwrite(fds.get(r), data, o)
                 progress.advance(len(data))
     written: set[str] = set()
     for rel, e in files:
+        if rel not in failed:
+            fd = fds.get(rel)
+            os.ftruncate(fd, e["size"])
+        fds.close(rel)
         if rel in failed:
-            os.unlink(tmp[rel])
+            if rel in fds.created:
+                os.unlink(tmp[rel])
             message = f"{rel}: {failed[rel]}"
             log.error("not restored: %s", message)
             result.failed.append(message)
@@ -246,6 +244,34 @@ def _write_files(
         result.files += 1
         result.bytes += e["size"]
     return written
+
+
+class _Files:
+    """Open temporary files, created on first use, at most ``limit`` open at once."""
+
+    def __init__(self, paths: dict[str, str], limit: int = 256) -> None:
+        self.paths = paths
+        self.limit = limit
+        self.open: OrderedDict[str, int] = OrderedDict()
+        self.created: set[str] = set()
+
+    def get(self, rel: str) -> int:
+        fd = self.open.pop(rel, None)
+        if fd is None:
+            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            if rel not in self.created:
+                flags |= os.O_CREAT | os.O_EXCL
+            fd = os.open(self.paths[rel], flags, 0o600)
+            self.created.add(rel)
+        self.open[rel] = fd
+        while len(self.open) > self.limit:
+            os.close(self.open.popitem(last=False)[1])
+        return fd
+
+    def close(self, rel: str) -> None:
+        fd = self.open.pop(rel, None)
+        if fd is not None:
+            os.close(fd)
 
 
 def raise_if_failed(result: RestoreResult) -> None:
