@@ -22,6 +22,7 @@ from rfbackup.logs import log
 from rfbackup.progress import Reporter
 from rfbackup.sources.artifacts import reader
 from rfbackup.sources.artifacts.index import Index
+from rfbackup.sources.artifacts.packs import blob_from_pack, read_pack
 from rfbackup.sources.artifacts.store import Store
 from rfbackup.sources.artifacts.tree import Snapshot, valid_name
 
@@ -203,13 +204,22 @@ def _write_files(
     fds = _Files(tmp)
     order = sorted(wanted, key=lambda c: (idx.entries[c].pack, idx.entries[c].offset))
     total = sum(idx.entries[c].raw * len(wanted[c]) for c in order)
+    whole = _dense_packs(idx, order)
+    pack: tuple[str, bytes] | None = None
     with Reporter("restoring", total) as progress:
         for cid in order:
             targets = [(r, o) for r, o in wanted[cid] if r not in failed]
             if not targets:
                 continue
+            loc = idx.entries[cid]
             try:
-                data = reader.blob(store, cid, idx.entries[cid])
+                if loc.pack in whole:  # most of it is needed: one read of the whole pack
+                    if pack is None or pack[0] != loc.pack:
+                        pack = None  # free the previous one first
+                        pack = (loc.pack, _read_pack_or_empty(store, loc.pack))
+                    data = blob_from_pack(store, cid, loc, pack[1])[1]
+                else:
+                    data = reader.blob(store, cid, loc)
             except RfBackupError as exc:
                 if isinstance(exc, ConfigError):
                     raise
@@ -244,6 +254,26 @@ def _write_files(
         result.files += 1
         result.bytes += e["size"]
     return written
+
+
+def _dense_packs(idx: Index, needed: list[bytes]) -> set[str]:
+    """Packs of which at least a quarter is needed: read whole rather than blob by blob."""
+    total: dict[str, int] = {}
+    for loc in idx.entries.values():
+        total[loc.pack] = total.get(loc.pack, 0) + loc.length
+    want: dict[str, int] = {}
+    for cid in needed:
+        loc = idx.entries[cid]
+        want[loc.pack] = want.get(loc.pack, 0) + loc.length
+    return {p for p, n in want.items() if n * 4 >= total[p]}
+
+
+def _read_pack_or_empty(store: Store, name: str) -> bytes:
+    """A missing pack reads as empty: each of its blobs then fails as "shorter than its index"."""
+    try:
+        return read_pack(store, name)
+    except NotFound:
+        return b""
 
 
 class _Files:
