@@ -290,12 +290,18 @@ def crontab(
 ) -> None:
     """Print the cron lines: the runbook's daily backup (02:00) and weekly retention (Sunday
     03:00), the weekly base backup, the daily WAL check, weekly PITR expiry, and the daily
-    replica check when a replica is configured. Times: [schedule] in rfbackup.toml."""
+    replica check when a replica is configured, the daily artifact snapshot when
+    artifacts.paths is set. Times: [schedule] in rfbackup.toml."""
     from rfbackup.config import load
     from rfbackup.schedule import crontab_lines
 
     s = load(env=env)
-    lines = crontab_lines(directory or Path.cwd(), s.schedule, replica=bool(s.replica.url))
+    lines = crontab_lines(
+        directory or Path.cwd(),
+        s.schedule,
+        replica=bool(s.replica.url),
+        artifacts=bool(s.artifacts.paths),
+    )
     typer.echo("\n".join(lines))
 
 

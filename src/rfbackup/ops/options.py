@@ -30,6 +30,8 @@ class ScheduleOptions(BaseModel):
     retention: str = "0 3 * * 0"  # the runbook's crontab (its CronJob says Sunday 04:00)
     pitr_prune: str = "30 3 * * 0"
     wal_verify: str = "0 5 * * *"
+    artifacts: str = "30 1 * * *"  # artifact volume snapshots, daily
+    artifacts_prune: str = "0 6 * * 0"  # on the host that holds the age identity
 
     @field_validator("*")
     @classmethod
