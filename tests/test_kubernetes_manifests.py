@@ -32,6 +32,7 @@ EXPECTED = {
     "postgres-base-backup": ("0 1 * * 0", ["backup", "base"]),
     "backup-retention": ("0 4 * * 0", ["prune"]),
     "pitr-retention": ("30 4 * * 0", ["pitr", "prune"]),
+    "artifacts-backup": ("30 1 * * *", ["backup", "artifacts"]),
 }
 PRODUCTION_ONLY = {"backup-replica-check": ("30 3 * * *", ["replica", "check"])}
 
@@ -117,6 +118,8 @@ def policy(job: dict[str, Any]) -> list[str]:
         for var in c.get("env", []):
             ref = var.get("valueFrom", {}).get("secretKeyRef")
             looks_secret = any(w in var["name"] for w in ("PASSWORD", "SECRET", "KEY", "TOKEN"))
+            if var["name"].endswith("_FILE") and str(var.get("value", "")).startswith("/"):
+                looks_secret = False  # the path of a mounted file (a Secret volume), not a secret
             if looks_secret and ref is None:
                 bad.append(f"{name}: {var['name']} must come from a secretKeyRef")
             if ref is not None and ref["name"] not in SECRETS:

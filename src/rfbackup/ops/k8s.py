@@ -22,7 +22,11 @@ from rfbackup.errors import ConfigError, NotFound
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 OVERLAYS = ("staging", "production")
 # CronJob name -> the schedule setting that drives it
-SCHEDULED = {"postgres-backup": "postgres", "postgres-base-backup": "postgres_base"}
+SCHEDULED = {
+    "postgres-backup": "postgres",
+    "postgres-base-backup": "postgres_base",
+    "artifacts-backup": "artifacts",
+}
 CONFIGMAP = "rfbackup-config"
 
 
