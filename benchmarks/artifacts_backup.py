@@ -149,7 +149,7 @@ def run(tmp: Path, size_mb: int, small: int) -> dict[str, Any]:
     (tmp / "warm").mkdir()
     (tmp / "warm" / "f").write_text("warm")
     for cmd in (["artifacts", "init"], ["backup", "artifacts", str(tmp / "warm")],
-                ["restore-artifacts", "latest", str(tmp / "warm-out")]):  # fmt: skip
+                ["restore", "artifacts", "latest", str(tmp / "warm-out")]):  # fmt: skip
         subprocess.run([*RFBACKUP, *cmd], env=warm, cwd=tmp, check=True, capture_output=True)
     steps: dict[str, dict[str, float]] = {}
 
@@ -163,7 +163,7 @@ def run(tmp: Path, size_mb: int, small: int) -> dict[str, Any]:
     both("unchanged snapshot", ["backup", "artifacts", str(src)], ["backup", str(src)])
     change(src, 0.05)
     both("after 5% changed", ["backup", "artifacts", str(src)], ["backup", str(src)])
-    both("full restore", ["restore-artifacts", "latest", str(tmp / "rf-out")],
+    both("full restore", ["restore", "artifacts", "latest", str(tmp / "rf-out")],
          ["restore", "latest", "--target", str(tmp / "restic-out")])  # fmt: skip
     first = steps["first snapshot"]["rfbackup"]
     return {

@@ -48,7 +48,7 @@ class Repo:
         return doc
 
     def restore(self, snap: str, dest: Path, *more: str) -> subprocess.CompletedProcess[str]:
-        return self.run("restore-artifacts", snap, str(dest), *more)
+        return self.run("restore", "artifacts", snap, str(dest), *more)
 
     def objects(self) -> dict[str, int]:
         """Every object under artifacts/: key -> size."""

@@ -43,14 +43,14 @@ def test_backup_job_cannot_read_and_wrong_identity_is_clear(tmp_path: Path) -> N
     snap = repo.backup(src)["id"]
 
     # the backup job's own environment: recipients and writer key, no identity
-    for args in (("artifacts", "list"), ("restore-artifacts", snap, str(tmp_path / "x"))):
+    for args in (("artifacts", "list"), ("restore", "artifacts", snap, str(tmp_path / "x"))):
         r = repo.run(*args, side="writer")
         assert r.returncode == 3, r.stderr
         assert "IDENTITY_FILE" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
     _, stranger = keypair(tmp_path, "stranger.txt")
-    r = repo.run("restore-artifacts", snap, str(tmp_path / "y"),
+    r = repo.run("restore", "artifacts", snap, str(tmp_path / "y"),
                  RFBACKUP_ENCRYPTION__IDENTITY_FILE=str(stranger))  # fmt: skip
     assert r.returncode == 3 and "identity opens no key" in r.stderr, r.stderr
     assert not (tmp_path / "y").exists()

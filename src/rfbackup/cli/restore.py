@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from rfbackup.cli import artifacts
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 from rfbackup.errors import Aborted
 
@@ -120,3 +121,6 @@ def postgres(
             + ("; database properties restored" if result["db_properties"] else "")
             + (f"; previous database kept as {kept}" if kept else "")
         )
+
+
+app.command("artifacts")(artifacts.restore)

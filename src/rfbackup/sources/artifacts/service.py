@@ -35,11 +35,9 @@ def _key_file(s: Settings) -> Path:
 
 
 def _lease(s: Settings, repo: Any) -> Any:
-    from rfbackup.backup import repository_lock
-    from rfbackup.lease import job
+    from rfbackup.engine.locks import component_job
 
-    what, path = repository_lock(repo, COMPONENT, s.locks)
-    return job(repo, COMPONENT, what, path, s.locks.lease_seconds)
+    return component_job(repo, COMPONENT, s.locks)
 
 
 def init(s: Settings) -> tuple[str, Path]:
