@@ -99,3 +99,32 @@ def test_bad_subset_is_a_usage_error(tmp_path: Path, share: str) -> None:
     repo = make_repo(tmp_path)
     r = repo.run("artifacts", "check", "--read-data-subset", share)
     assert r.returncode == 3 and "5%" in r.stderr
+
+
+def test_backup_and_prune_exclude_each_other(tmp_path: Path) -> None:
+    """Backup and prune share the repository lease of the artifacts component: while one
+    holds it (here this test, as a running backup would), the other exits 5 and changes
+    nothing; afterwards both run and the snapshot restores completely."""
+    from rfbackup.config import LockOptions
+    from rfbackup.engine.locks import component_job
+    from rfbackup.storage.local import LocalRepository
+
+    repo = make_repo(tmp_path)
+    src = tmp_path / "vol"
+    write(src / "old.bin", os.urandom(1024 * 1024))
+    repo.backup(src)
+    (src / "old.bin").unlink()
+    write(src / "new.bin", os.urandom(1024 * 1024))
+    before = repo.objects()
+    locks = LockOptions(dir=Path(repo.writer["RFBACKUP_LOCKS__DIR"]))
+    with component_job(LocalRepository(Path(repo.url)), "artifacts", locks):
+        r = repo.run("artifacts", "prune", "--keep-days", "0", "--keep-min", "0")
+        assert r.returncode == 5, r.stderr
+        r = repo.run("backup", "artifacts", str(src), side="writer")
+        assert r.returncode == 5, r.stderr
+        assert {k for k in repo.objects() if "locks/" not in k} == set(before)
+    snap = repo.backup(src)["id"]
+    repo.ok("artifacts", "prune", "--keep-days", "0", "--keep-min", "1")
+    dest = tmp_path / "out"
+    assert repo.restore(snap, dest).returncode == 0
+    assert walk(dest / "vol") == walk(src)
