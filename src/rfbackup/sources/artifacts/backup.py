@@ -157,13 +157,14 @@ class Walker:
                     "type": "file", "hardlink": first["rel"]}  # fmt: skip
         pk = statcache.path_key(self.store, rel)
         old = self.old_cache.get(pk)
-        now: statcache.Stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        now = statcache.entry(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        old_ids = statcache.chunk_ids(old) if old is not None else []
         if (
             old is not None
-            and old[0] == now
-            and all(i in self.known or i in self.added for i in old[1])
+            and statcache.same_stat(old, now)
+            and all(i in self.known or i in self.added for i in old_ids)
         ):
-            ids: list[bytes] | None = list(old[1])
+            ids: list[bytes] | None = old_ids
             size = st.st_size
             self.new_cache[pk] = old
             self.stats.unchanged_files += 1
@@ -207,14 +208,16 @@ class Walker:
                 return None
             after = os.fstat(fd)
         self.stats.read_bytes += size
-        seen = (before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino)
-        if seen != (after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino) or (
-            size != after.st_size
-        ):
+        seen = statcache.entry(
+            before.st_size, before.st_mtime_ns, before.st_ctime_ns, before.st_ino
+        )
+        if not statcache.same_stat(
+            seen, statcache.entry(after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino)
+        ) or (size != after.st_size):
             self.stats.changed_while_read += 1
             log.warning("%s changed while it was read: stored as read, read again next time", rel)
         else:
-            self.new_cache[pk] = (seen, tuple(ids))
+            self.new_cache[pk] = seen + b"".join(ids)
         return ids, size
 
 

@@ -21,7 +21,7 @@ _ENTRY = struct.Struct("<32sIIIIB")
 _CONTEXT = "index"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Location:
     pack: str
     offset: int

@@ -17,10 +17,25 @@ from rfbackup.logs import log
 from rfbackup.sources.artifacts.store import CACHE, Store
 from rfbackup.storage.base import read_bytes
 
-_CONTEXT = "stat-cache"
-_HEAD = struct.Struct("<16sQqqQI")
-Stat = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
-Cache = dict[bytes, tuple[Stat, tuple[bytes, ...]]]
+_CONTEXT = "stat-cache/2"
+_STAT = struct.Struct("<QqqQ")  # size, mtime_ns, ctime_ns, inode
+_HEAD = struct.Struct("<16sI")  # path key, length of the value
+# path key -> packed stat + chunk ids: bytes, not tuples, so 200k files fit in little memory
+Cache = dict[bytes, bytes]
+
+
+def entry(
+    size: int, mtime_ns: int, ctime_ns: int, ino: int, ids: list[bytes] | None = None
+) -> bytes:
+    return _STAT.pack(size, mtime_ns, ctime_ns, ino) + b"".join(ids or [])
+
+
+def same_stat(value: bytes, now: bytes) -> bool:
+    return value[: _STAT.size] == now[: _STAT.size]
+
+
+def chunk_ids(value: bytes) -> list[bytes]:
+    return [value[i : i + 32] for i in range(_STAT.size, len(value), 32)]
 
 
 def set_folder(store: Store, paths: list[str]) -> str:
@@ -48,19 +63,18 @@ def _decode(raw: bytes) -> Cache:
     out: Cache = {}
     pos = 0
     while pos < len(raw):
-        pk, size, mtime, ctime, ino, n = _HEAD.unpack_from(raw, pos)
+        pk, n = _HEAD.unpack_from(raw, pos)
         pos += _HEAD.size
-        ids = tuple(raw[pos + 32 * i : pos + 32 * (i + 1)] for i in range(n))
-        pos += 32 * n
-        out[pk] = ((size, mtime, ctime, ino), ids)
+        out[pk] = raw[pos : pos + n]
+        pos += n
     return out
 
 
 def save(store: Store, paths: list[str], cache: Cache, old_keys: list[str]) -> None:
     out = bytearray()
-    for pk, ((size, mtime, ctime, ino), ids) in cache.items():
-        out += _HEAD.pack(pk, size, mtime, ctime, ino, len(ids))
-        out += b"".join(ids)
+    for pk, value in cache.items():
+        out += _HEAD.pack(pk, len(value))
+        out += value
     raw = zstandard.ZstdCompressor(level=3).compress(bytes(out))
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}"
     store.repo.put(f"{set_folder(store, paths)}{name}", store.key.seal(_CONTEXT, raw))
