@@ -74,9 +74,9 @@ def decode_tree(plain: bytes, where: str) -> list[dict[str, Any]]:
             if not isinstance(e.get(num), int) or e[num] < 0:
                 raise IntegrityError(f"{where}: {name!r} has a bad {num}")
         if e["type"] == "dir":
-            e["subtree_id"] = _hex_ids([e.get("subtree")], where)[0]
+            e["subtree_id"] = _hex_ids([e.pop("subtree", None)], where)[0]
         elif e["type"] == "file":
-            e["chunk_ids"] = _hex_ids(e.get("chunks"), where)
+            e["chunk_ids"] = _hex_ids(e.pop("chunks", None), where)  # decoded once, kept once
             if not isinstance(e.get("size"), int) or e["size"] < 0:
                 raise IntegrityError(f"{where}: {name!r} has a bad size")
             link = e.get("hardlink")
