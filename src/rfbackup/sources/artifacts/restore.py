@@ -187,8 +187,6 @@ def _write_files(
     for rel, e in files:
         final = at(rel)
         t = os.path.join(os.path.dirname(final), f"{_TMP}{os.path.basename(final)}")
-        if os.path.lexists(t):
-            os.unlink(t)
         tmp[rel] = t
         offset = 0
         for cid in e["chunk_ids"]:
@@ -289,9 +287,14 @@ class _Files:
         fd = self.open.pop(rel, None)
         if fd is None:
             flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+            path = self.paths[rel]
             if rel not in self.created:
                 flags |= os.O_CREAT | os.O_EXCL
-            fd = os.open(self.paths[rel], flags, 0o600)
+            try:
+                fd = os.open(path, flags, 0o600)
+            except FileExistsError:  # left by an earlier, interrupted restore
+                os.unlink(path)
+                fd = os.open(path, flags, 0o600)
             self.created.add(rel)
         self.open[rel] = fd
         while len(self.open) > self.limit:
