@@ -176,6 +176,8 @@ class Walker:
             ids, size = read
         self.stats.files += 1
         self.stats.bytes += size
+        if self.stats.files % 64 == 0:
+            self.progress.relabel(f"artifacts: {self.stats.files} files")
         out = {**base, "type": "file", "size": size, "chunks": [i.hex() for i in ids or []]}
         if group is not None:
             out["nlink"] = st.st_nlink
