@@ -101,3 +101,25 @@ def test_subpath_refusals_and_overwrite(tmp_path: Path) -> None:
         assert len(r.stderr.strip().splitlines()) == 1
     r = repo.restore("ffffffff", tmp_path / "other")
     assert r.returncode == 7 and "no artifact snapshot" in r.stderr
+
+
+def test_overwrite_replaces_links_and_reports_folders_in_the_way(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    src = tmp_path / "vol"
+    write(src / "file.txt", b"from the snapshot\n")
+    os.symlink("file.txt", src / "link")
+    os.symlink("file.txt", src / "blocked")
+    snap = repo.backup(src)["id"]
+    dest = tmp_path / "dest"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "vol").mkdir(parents=True)
+    os.symlink(outside, dest / "vol" / "link")  # a symlink to a folder where a symlink goes
+    os.symlink(outside / "victim", dest / "vol" / "file.txt")  # and where a file goes
+    (dest / "vol" / "blocked").mkdir()
+    r = repo.restore(snap, dest, "--overwrite")
+    assert r.returncode == 6 and "vol/blocked: a folder is in the way" in r.stderr, r.stderr
+    assert os.readlink(dest / "vol" / "link") == "file.txt"
+    assert (dest / "vol" / "file.txt").read_bytes() == b"from the snapshot\n"
+    assert not (dest / "vol" / "file.txt").is_symlink()
+    assert list(outside.iterdir()) == []

@@ -154,8 +154,13 @@ def restore(
             written |= _write_files(store, idx, [(rel, e)], at, result)
     for rel, e in plan.symlinks:
         path = at(rel)
-        if os.path.lexists(path) and not os.path.isdir(path):
-            os.unlink(path)
+        try:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                result.failed.append(f"{rel}: a folder is in the way")
+                continue
+            os.unlink(path)  # --overwrite: a file or symlink there is replaced
+        except FileNotFoundError:
+            pass
         os.symlink(os.fsencode(e["target"]), path)
         _meta(path, e, is_link=True)
         result.symlinks += 1
