@@ -123,3 +123,26 @@ def test_overwrite_replaces_links_and_reports_folders_in_the_way(tmp_path: Path)
     assert (dest / "vol" / "file.txt").read_bytes() == b"from the snapshot\n"
     assert not (dest / "vol" / "file.txt").is_symlink()
     assert list(outside.iterdir()) == []
+
+
+def test_very_deep_tree(tmp_path: Path) -> None:
+    """Deeper than Python's default recursion limit allows, in both directions."""
+    repo = make_repo(tmp_path)
+    src = tmp_path / "deep"
+    os.makedirs(src)
+    fd = os.open(src, os.O_RDONLY)
+    for _ in range(1500):  # relative to an open folder: no path gets too long to create
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    with open(os.open("leaf.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd), "wb") as fh:
+        fh.write(b"bottom\n")
+    os.close(fd)
+    snap = repo.backup(src)
+    assert snap["stats"]["dirs"] == 1501 and not snap["partial"]
+    dest = tmp_path / "out"
+    r = repo.restore(snap["id"], dest)
+    assert r.returncode == 0, r.stderr[-500:]
+    leaf = dest / "deep" / Path(*["d"] * 1500) / "leaf.txt"
+    assert leaf.read_bytes() == b"bottom\n"

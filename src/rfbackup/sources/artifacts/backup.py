@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,8 @@ class Walker:
 
 def run_backup(store: Store, paths: list[Path], options: Options) -> Snapshot:
     """Back up ``paths`` (absolute) into one snapshot; the caller holds the lease."""
+    # one Python frame pair per folder level (no C stack in 3.11): deep trees are fine
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
     names = [p.name or "root" for p in paths]
     absolute = [str(p) for p in paths]
     index = Index.load(store, strict=False)

@@ -52,11 +52,21 @@ class RestoreResult:
 
 
 def _walk(store: Store, idx: Index, tree_id: bytes, rel: str, plan: Plan) -> None:
+    """Parents before children, without recursion: any depth a file system allows."""
+    stack = [(tree_id, rel)]
+    while stack:
+        tid, where = stack.pop()
+        _one_tree(store, idx, tid, where, plan, stack)
+
+
+def _one_tree(
+    store: Store, idx: Index, tree_id: bytes, rel: str, plan: Plan, stack: list[tuple[bytes, str]]
+) -> None:
     for e in reader.tree(store, idx.entries, tree_id):
         path = f"{rel}/{e['name']}" if rel else e["name"]
         if e["type"] == "dir":
             plan.dirs.append((path, e))
-            _walk(store, idx, e["subtree_id"], path, plan)
+            stack.append((e["subtree_id"], path))
         elif e["type"] == "symlink":
             plan.symlinks.append((path, e))
         elif e.get("hardlink") is not None:
