@@ -33,6 +33,7 @@ EXPECTED = {
     "backup-retention": ("0 4 * * 0", ["prune"]),
     "pitr-retention": ("30 4 * * 0", ["pitr", "prune"]),
     "backup-drill": ("0 6 1 * *", ["drill", "--component", "postgres"]),
+    "artifacts-backup": ("30 1 * * *", ["backup", "artifacts"]),
 }
 PRODUCTION_ONLY = {"backup-replica-check": ("30 3 * * *", ["replica", "check"])}
 
@@ -118,6 +119,8 @@ def policy(job: dict[str, Any]) -> list[str]:
         for var in c.get("env", []):
             ref = var.get("valueFrom", {}).get("secretKeyRef")
             looks_secret = any(w in var["name"] for w in ("PASSWORD", "SECRET", "KEY", "TOKEN"))
+            if var["name"].endswith("_FILE") and str(var.get("value", "")).startswith("/"):
+                looks_secret = False  # the path of a mounted file (a Secret volume), not a secret
             if looks_secret and ref is None:
                 bad.append(f"{name}: {var['name']} must come from a secretKeyRef")
             if ref is not None and ref["name"] not in SECRETS:

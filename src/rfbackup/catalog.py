@@ -91,6 +91,8 @@ class Entry:
 
 
 PITR_PREFIXES = ("base/", "wal/")  # physical backups and the WAL archive: see rfbackup.pitr
+# artifact snapshots keep their own encrypted catalog (`rfbackup artifacts list`)
+OWN_CATALOG = ("artifacts/",)
 LEASES = "locks/"  # lease objects (rfbackup.lease), never backups
 # Records, never backups: restore drill reports (rfbackup.drill), DR playbook audit logs.
 RECORDS = (LEASES, "drills/", "dr-audit/")
@@ -103,7 +105,9 @@ def scan(
 
     Without a prefix, the WAL archive is left out, and so are the base backups of
     point-in-time recovery unless ``include_base``."""
-    skip = () if prefix else ("wal/",) if include_base else PITR_PREFIXES
+    skip = (
+        () if prefix else ("wal/", *OWN_CATALOG) if include_base else (*PITR_PREFIXES, *OWN_CATALOG)
+    )
     objects = [
         o
         for o in repo.list(prefix, include_partial=True)

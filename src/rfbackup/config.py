@@ -87,6 +87,28 @@ class PitrPolicy(BaseModel):
     checkpoint: Literal["fast", "spread"] = "fast"
 
 
+class ArtifactsPolicy(BaseModel):
+    """Artifact volume snapshots (docs/artifacts.md): what to back up and how long to keep it."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
+    paths: Annotated[list[Path], NoDecode] = []  # RFBACKUP_ARTIFACTS__PATHS=/srv/a,/srv/b
+    key_file: Path | None = None  # the writer key (chunk ids), made by `rfbackup artifacts init`
+    keep_days: int = Field(default=90, ge=0, le=MAX_DAYS)
+    keep_min: int = Field(default=3, ge=0)  # complete snapshots always kept, whatever their age
+    pack_size_mb: int = Field(default=16, ge=1, le=512)
+    chunk_size_kb: int = Field(default=1024, ge=64, le=4096)  # FastCDC average, set at init
+    zstd_level: int = Field(default=3, ge=1, le=19)
+    prune_grace_hours: int = Field(default=24, ge=0)  # packs no index names, younger: kept
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v for v in value.replace(",", " ").split() if v]
+        return value
+
+
 class S3Options(BaseModel):
     """How to reach an S3 repository. Unset values fall back to the standard AWS chain."""
 
@@ -238,6 +260,7 @@ class Settings(BaseSettings):
     log_file: Path | None = Path("logs/backup.log")
     postgres: PostgresPolicy = PostgresPolicy()
     pitr: PitrPolicy = PitrPolicy()  # RFBACKUP_PITR__KEEP_DAYS=14 ...
+    artifacts: ArtifactsPolicy = ArtifactsPolicy()  # RFBACKUP_ARTIFACTS__PATHS=/srv/artifacts
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
     signing: SigningOptions = SigningOptions()  # RFBACKUP_SIGNING__KEY_FILE, __PUBLIC_KEYS

@@ -66,6 +66,12 @@ class Reporter:
             self._bar = bar
         return self
 
+    def relabel(self, label: str) -> None:
+        """Change the text before the bar (e.g. a file count); log lines use it too."""
+        self.label = label
+        if self._bar is not None:
+            self._bar.update(self._task, description=label)  # type: ignore[attr-defined]
+
     def advance(self, n: int) -> None:
         self.done += n
         if self._bar is not None:

@@ -16,7 +16,10 @@ RFBACKUP = ".venv/bin/rfbackup"
 
 
 def crontab_lines(
-    checkout: Path, schedule: ScheduleOptions | None = None, replica: bool = False
+    checkout: Path,
+    schedule: ScheduleOptions | None = None,
+    replica: bool = False,
+    artifacts: bool = False,
 ) -> list[str]:
     s = schedule or ScheduleOptions()
     where = shlex.quote(str(checkout.resolve()))
@@ -39,5 +42,13 @@ def crontab_lines(
             "",
             "# Cross-region replica: daily check (exports replica_missing_objects)",
             f"30 3 * * * {cd} {RFBACKUP} replica check {LOG}",
+        ]
+    if artifacts:
+        lines += [
+            "",
+            "# Artifact volumes (artifacts.paths): daily snapshot; weekly prune, only where the",
+            "# age identity is (the backup host holds public keys only)",
+            f"{s.artifacts} {cd} {RFBACKUP} backup artifacts {LOG}",
+            f"# {s.artifacts_prune} {cd} {RFBACKUP} artifacts prune {LOG}",
         ]
     return lines

@@ -16,6 +16,7 @@ import typer.main
 from typer._click.exceptions import NoArgsIsHelpError
 
 from rfbackup import __version__
+from rfbackup.cli import artifacts as artifacts_cmd
 from rfbackup.cli import backup as backup_cmd
 from rfbackup.cli import dr as dr_cmd
 from rfbackup.cli import drill as drill_cmd
@@ -57,6 +58,7 @@ app.add_typer(backup_cmd.app, name="backup")
 app.add_typer(restore_cmd.app, name="restore")
 app.command("list")(listing_cmd.list_backups)
 app.add_typer(replica_cmd.app, name="replica")
+app.add_typer(artifacts_cmd.app, name="artifacts")
 app.add_typer(pitr_cmd.app, name="pitr")
 app.add_typer(k8s_cmd.app, name="k8s")
 app.command("status")(status_cmd.status)
@@ -293,12 +295,18 @@ def crontab(
 ) -> None:
     """Print the cron lines: the runbook's daily backup (02:00) and weekly retention (Sunday
     03:00), the weekly base backup, the daily WAL check, weekly PITR expiry, and the daily
-    replica check when a replica is configured. Times: [schedule] in rfbackup.toml."""
+    replica check when a replica is configured, the daily artifact snapshot when
+    artifacts.paths is set. Times: [schedule] in rfbackup.toml."""
     from rfbackup.config import load
     from rfbackup.schedule import crontab_lines
 
     s = load(env=env)
-    lines = crontab_lines(directory or Path.cwd(), s.schedule, replica=bool(s.replica.url))
+    lines = crontab_lines(
+        directory or Path.cwd(),
+        s.schedule,
+        replica=bool(s.replica.url),
+        artifacts=bool(s.artifacts.paths),
+    )
     typer.echo("\n".join(lines))
 
 

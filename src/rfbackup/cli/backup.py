@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from rfbackup.cli import artifacts
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 
 app = typer.Typer(help="Take a backup.", no_args_is_help=True)
@@ -108,3 +109,6 @@ def config(
         typer.echo(result["name"])
     else:
         typer.echo(f"unchanged since {result['name']}", err=True)
+
+
+app.command("artifacts")(artifacts.backup)

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from rfbackup.cli import artifacts
 from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
 from rfbackup.errors import Aborted
 
@@ -142,3 +143,6 @@ def config(
         typer.echo(
             f"cloned {result['backup']} ({result['refs']} refs) into {result['destination']}"
         )
+
+
+app.command("artifacts")(artifacts.restore)

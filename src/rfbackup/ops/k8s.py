@@ -26,6 +26,7 @@ SCHEDULED = {
     "postgres-backup": "postgres",
     "postgres-base-backup": "postgres_base",
     "backup-drill": "drill",
+    "artifacts-backup": "artifacts",
 }
 CONFIGMAP = "rfbackup-config"
 

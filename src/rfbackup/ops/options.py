@@ -32,6 +32,8 @@ class ScheduleOptions(BaseModel):
     pitr_prune: str = "30 3 * * 0"
     wal_verify: str = "0 5 * * *"
     drill: str = "0 6 1 * *"  # the runbook's monthly backup test: the 1st, 06:00
+    artifacts: str = "30 1 * * *"  # artifact volume snapshots, daily
+    artifacts_prune: str = "0 6 * * 0"  # on the host that holds the age identity
 
     @field_validator("*")
     @classmethod
