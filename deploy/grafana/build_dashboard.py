@@ -144,14 +144,30 @@ def build() -> dict[str, Any]:
         .with_row(dashboard.Row("Restore drills"))
         .with_panel(
             series(
-                "Age of the last verified restore drill (RPO/RTO once drills report them)",
+                "Age of the last verified restore drill",
                 "s",
                 query(
                     "time() - max by (environment) "
                     '(backup_restore_verified_timestamp_seconds{environment=~"$environment"})',
                     "{{environment}}",
                 ),
-                w=24,
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Drill RTO: restore time per component",
+                "s",
+                query(f"max by ({BY}) (backup_drill_rto_seconds{{{SEL}}})"),
+                w=8,
+            )
+        )
+        .with_panel(
+            series(
+                "Drill RPO: age of the newest restorable point",
+                "s",
+                query(f"max by ({BY}) (backup_drill_rpo_seconds{{{SEL}}})"),
+                w=8,
             )
         )
     )
