@@ -1,22 +1,27 @@
 """Side-by-side timing of the Redis snapshot source against redis-cli, on one server.
 
     .venv/bin/python benchmarks/redis_backup.py                 # 2M keys, ~1 GB used_memory
-    .venv/bin/python benchmarks/redis_backup.py --keys 500000
+    .venv/bin/python benchmarks/redis_backup.py --keys 500000 --repeat 3
 
 Starts a throwaway redis-server with Redis's own defaults for replication (notably
 ``repl-diskless-sync yes`` and ``repl-diskless-sync-delay 5``), fills it with N keys of
 mixed types (strings, hashes, lists, sets, zsets), then times, each in a fresh subprocess
 with the password in its environment only (``REDISCLI_AUTH``):
 
-    a. redis-cli --rdb FILE                       (bare transfer)
-    b. redis-cli --rdb FILE && gzip FILE          (the runbook-equivalent pipeline)
-    c. rfbackup: RedisSource.stream() -> gzip stage -> sha256 -> FILE (checked as it streams)
-    d. the same without the check (fetch only), for the check's overhead
-    e. remote restore of the snapshot into a second empty server (keys/s)
+    redis-cli --rdb FILE                       (bare transfer)
+    redis-cli --rdb FILE && gzip FILE          (the runbook-equivalent pipeline)
+    rfbackup: RedisSource.stream() -> compress -> sha256 -> FILE, checked as it streams,
+        with gzip (libdeflate level 4, the PostgreSQL default) and zstd level 1 (the Redis
+        default: the RDB is already LZF-compressed), each also without the check
+    the remote restore of the snapshot into a second empty server (keys/s, and the CPU
+        seconds of our process and of the target server, steadier than wall time on a
+        shared machine)
+    the p99 latency redis-benchmark sees on the live server, alone and during a backup
 
-Every run waits the server's repl-diskless-sync-delay before the first byte; it is reported
-separately ("delay") and the ratios are given with and without it. Peak RSS comes from
-/usr/bin/time. A report, not a test: the exit code is non-zero only when a step itself failed.
+Every backup waits the server's repl-diskless-sync-delay before the first byte; it is
+reported separately ("delay") and the ratios are given with and without it. Each step runs
+``--repeat`` times, the median counts. Peak RSS comes from /usr/bin/time. A report, not a
+test: the exit code is non-zero only when a step itself failed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,7 @@ from rfbackup.config import RedisTarget
 from rfbackup.sandbox.redis import ThrowawayRedis
 
 PASSWORD = "bench-redis-pw"
+PROBE_USER = "latency-probe"  # an ACL user without a password: nothing secret in argv
 
 
 def fill(r: ThrowawayRedis, keys: int, seed: int = 1) -> None:
@@ -78,73 +85,115 @@ def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
         return elapsed, int(Path(rss.name).read_text().split()[-1])
 
 
-def ours(port: int, dest: str, check: bool) -> None:
-    """Child: our stream -> gzip (libdeflate, level 4, 2 threads) -> sha256 -> FILE."""
+def ours(port: int, dest: str, mode: str) -> None:
+    """Child: our stream -> compression (``gzip:4`` or ``zstd:1``, 2 threads) -> sha256 ->
+    FILE, checked as it streams unless ``mode`` ends with ``:nocheck``."""
     from rfbackup.pipeline import HashingSink, compressor
     from rfbackup.sources.redis import RedisSource
     from rfbackup.sources.redis.fetch import fetch
 
+    kind, level, check = mode.split(":")
     target = RedisTarget(port=port, password=SecretStr(os.environ["BENCH_REDIS_PASSWORD"]))
-    t0 = time.perf_counter()
-    first = 0.0
     with open(dest, "wb") as fh:
         sink = HashingSink(fh)
-        gz = compressor("gzip", sink, 4, 2)
-        if check:
-            src = RedisSource(target)
-            chunks = src.stream()
-        else:
-            chunks = fetch(target).chunks
+        comp = compressor(kind, sink, int(level), 2)
+        chunks = RedisSource(target).stream() if check == "check" else fetch(target).chunks
         for chunk in chunks:
-            first = first or time.perf_counter() - t0
-            gz.write(chunk)
-        gz.finish()
-    print(json.dumps({"first_byte": first}), file=sys.stderr)
+            comp.write(chunk)
+        comp.finish()
+
+
+def latency_p99(port: int, requests: int) -> tuple[float, float]:
+    """(p99 ms, requests/s) of GET from redis-benchmark: 4 clients, no pipelining."""
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "--user", PROBE_USER, "-a", "any",
+         "-t", "get", "-n", str(requests), "-c", "4", "--csv"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    head, row = (line.replace('"', "").split(",") for line in out.strip().splitlines()[-2:])
+    got = dict(zip(head, row, strict=True))
+    return float(got["p99_latency_ms"]), float(got["rps"])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+STEPS = {  # name -> our child's mode (None: a redis-cli step)
+    "redis-cli --rdb": None,
+    "redis-cli --rdb + gzip": None,
+    "rfbackup zstd-1 checked": "zstd:1:check",
+    "rfbackup zstd-1 no check": "zstd:1:nocheck",
+    "rfbackup gzip-4 checked": "gzip:4:check",
+    "rfbackup gzip-4 no check": "gzip:4:nocheck",
+}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--keys", type=int, default=2_000_000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per step; the median counts")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        ours(int(args.child[0]), args.child[1], args.child[2] == "check")
+        ours(int(args.child[0]), args.child[1], args.child[2])
         return 0
 
     # Redis's default delay (the sandbox sets 0 for the tests): the same for every side.
     server = ThrowawayRedis(password=PASSWORD, settings={"repl-diskless-sync-delay": "5"})
     env = {**os.environ, "REDISCLI_AUTH": PASSWORD, "BENCH_REDIS_PASSWORD": PASSWORD}
-    out: dict[str, Any] = {"keys": args.keys}
+    out: dict[str, Any] = {"keys": args.keys, "repeat": args.repeat}
     with server, tempfile.TemporaryDirectory(prefix="rfbackup-bench-") as tmp:
         t0 = time.perf_counter()
         fill(server, args.keys)
         out["fill_seconds"] = round(time.perf_counter() - t0, 1)
         c = server.client()
+        c.acl_setuser(PROBE_USER, enabled=True, nopass=True, commands=["+get"], keys=["*"])
         out["used_memory_mb"] = round(c.info("memory")["used_memory"] / 2**20)
         cfg = c.config_get("repl-diskless-sync*")
         out["server"] = {k: v for k, v in cfg.items()}
         delay = float(cfg["repl-diskless-sync-delay"])
         cli = ["redis-cli", "-p", str(server.port), "--no-auth-warning"]
         f = Path(tmp) / "dump.rdb"
-
-        res: dict[str, tuple[float, int]] = {}
-        res["redis-cli --rdb"] = run_child([*cli, "--rdb", str(f)], env)
-        out["rdb_mb"] = round(f.stat().st_size / 2**20, 1)
-        t_cli, rss = run_child([*cli, "--rdb", str(f)], env)
-        t_gz, _ = run_child(["gzip", "-f", str(f)], env)
-        res["redis-cli --rdb + gzip"] = (t_cli + t_gz, rss)
-        out["gzip_mb"] = round(Path(str(f) + ".gz").stat().st_size / 2**20, 1)
         me = [sys.executable, __file__, "--child", str(server.port)]
-        res["rfbackup (checked)"] = run_child([*me, str(Path(tmp) / "ours.gz"), "check"], env)
-        out["ours_gz_mb"] = round((Path(tmp) / "ours.gz").stat().st_size / 2**20, 1)
-        res["rfbackup (no check)"] = run_child([*me, str(Path(tmp) / "nochk.gz"), "nocheck"], env)
+
+        times: dict[str, list[float]] = {k: [] for k in STEPS}
+        rss: dict[str, int] = {}
+        for _ in range(args.repeat):
+            for name, mode in STEPS.items():
+                f.unlink(missing_ok=True)
+                Path(str(f) + ".gz").unlink(missing_ok=True)
+                if mode is None:
+                    t, m = run_child([*cli, "--rdb", str(f)], env)
+                    out["rdb_mb"] = round(f.stat().st_size / 2**20, 1)
+                    if name.endswith("gzip"):
+                        t += run_child(["gzip", "-f", str(f)], env)[0]
+                        out["gzip_mb"] = round(Path(str(f) + ".gz").stat().st_size / 2**20, 1)
+                else:
+                    t, m = run_child([*me, str(Path(tmp) / "ours"), mode], env)
+                    out[f"stored_mb_{mode.rsplit(':', 1)[0]}"] = round(
+                        (Path(tmp) / "ours").stat().st_size / 2**20, 1
+                    )
+                times[name].append(t)
+                rss[name] = max(rss.get(name, 0), m)
         out["latest_fork_usec"] = c.info("stats")["latest_fork_usec"]
 
-        # The check alone, over the stored file (CRC64 + key walk), single thread of Python.
+        # The live server's latency: alone, then while a backup transfers (after the delay).
+        rps = latency_p99(server.port, 50_000)[1]
+        out["p99_ms_idle"] = latency_p99(server.port, int(rps * 3))[0]
+        backup = subprocess.Popen(
+            [*me, str(Path(tmp) / "ours"), "zstd:1:check"], env=env, stdout=subprocess.DEVNULL
+        )
+        time.sleep(delay + 0.2)
+        out["p99_ms_during_backup"] = latency_p99(server.port, int(rps * 2))[0]
+        if backup.wait() != 0:
+            raise SystemExit("the backup under load failed")
+
+        # The check alone, over the stored file (CRC64 + key walk), and redis-check-rdb.
         from rfbackup.sources.redis.check import check_file
 
-        Path(str(f) + ".gz").unlink()
         run_child([*cli, "--rdb", str(f)], env)
         t0 = time.perf_counter()
         summary = check_file(f)
@@ -154,34 +203,45 @@ def main() -> int:
         subprocess.run(["redis-check-rdb", str(f)], check=True, capture_output=True)
         out["redis_check_rdb_seconds"] = round(time.perf_counter() - t0, 2)
 
-        # Remote restore throughput into an empty second server.
-        from rfbackup.sources.redis.restore import restore_remote
+        # Remote restore into an empty second server, through the source's entry point.
+        from rfbackup.sources.redis import RedisSource
 
-        with ThrowawayRedis(password=PASSWORD) as dest, open(f, "rb") as fh:
-            t0 = time.perf_counter()
-            restore_remote(fh, RedisTarget(port=dest.port, password=SecretStr(PASSWORD)))
-            rt = time.perf_counter() - t0
-            out["remote_restore_seconds"] = round(rt, 1)
-            out["remote_restore_keys_per_s"] = round(summary.total_keys / rt)
+        walls: list[float] = []
+        for _ in range(args.repeat):
+            with ThrowawayRedis(password=PASSWORD) as dest, open(f, "rb") as fh:
+                assert dest.proc is not None
+                ours_cpu, dest_cpu = time.process_time(), cpu_seconds(dest.proc.pid)
+                t0 = time.perf_counter()
+                RedisSource(RedisTarget(port=dest.port, password=SecretStr(PASSWORD))).restore(fh)
+                walls.append(time.perf_counter() - t0)
+                out["remote_restore_cpu_ours"] = round(time.process_time() - ours_cpu, 2)
+                out["remote_restore_cpu_target"] = round(cpu_seconds(dest.proc.pid) - dest_cpu, 2)
+        rt = statistics.median(walls)
+        out["remote_restore_seconds"] = round(rt, 2)
+        out["remote_restore_keys_per_s"] = round(summary.total_keys / rt)
+        cpu = out["remote_restore_cpu_ours"] + out["remote_restore_cpu_target"]
+        out["remote_restore_keys_per_cpu_s"] = round(summary.total_keys / cpu)
 
+    med = {k: statistics.median(v) for k, v in times.items()}
     out["runs"] = {
-        k: {"seconds": round(t, 2), "peak_rss_mb": round(m / 1024)} for k, (t, m) in res.items()
-    }
-    cli_t = res["redis-cli --rdb"][0]
-    gz_t = res["redis-cli --rdb + gzip"][0]
-    our_t = res["rfbackup (checked)"][0]
-    nochk = res["rfbackup (no check)"][0]
+        k: {"seconds": round(med[k], 2), "all": [round(x, 2) for x in times[k]],
+            "peak_rss_mb": round(rss[k] / 1024)}
+        for k in STEPS
+    }  # fmt: skip
+    cli_t, gz_t = med["redis-cli --rdb"], med["redis-cli --rdb + gzip"]
     out["delay_seconds"] = delay
-    out["ratio_vs_cli_gzip"] = round(our_t / gz_t, 2)
-    out["ratio_vs_cli_gzip_without_delay"] = round((our_t - delay) / (gz_t - delay), 2)
-    out["ratio_vs_bare_cli"] = round(our_t / cli_t, 2)
-    out["ratio_vs_bare_cli_without_delay"] = round((our_t - delay) / (cli_t - delay), 2)
-    out["check_overhead"] = round((our_t - nochk) / (nochk - delay), 2)
+    for kind in ("zstd-1", "gzip-4"):
+        our_t, nochk = med[f"rfbackup {kind} checked"], med[f"rfbackup {kind} no check"]
+        out[f"{kind}_ratio_vs_cli_gzip"] = round(our_t / gz_t, 2)
+        out[f"{kind}_ratio_vs_cli_gzip_without_delay"] = round((our_t - delay) / (gz_t - delay), 2)
+        out[f"{kind}_ratio_vs_bare_cli"] = round(our_t / cli_t, 2)
+        out[f"{kind}_ratio_vs_bare_cli_without_delay"] = round((our_t - delay) / (cli_t - delay), 2)
+        out[f"{kind}_check_overhead"] = round((our_t - nochk) / (nochk - delay), 2)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for k, v in out.items():
-            print(f"{k:36} {v}")
+            print(f"{k:44} {v}")
     return 0
 
 

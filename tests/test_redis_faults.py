@@ -17,7 +17,8 @@ from rfbackup.errors import IntegrityError, RestoreError, SourceError
 from rfbackup.sandbox.redis import ThrowawayRedis
 from rfbackup.sources.redis import RedisSource
 from rfbackup.sources.redis.check import check_file
-from rfbackup.sources.redis.restore import LocalServer, restore_files, restore_remote
+from rfbackup.sources.redis.remote import restore_remote
+from rfbackup.sources.redis.restore import LocalServer, restore_files
 
 PASSWORD = "fault-test-pw"
 NO_SYNC = {"SYNC": "", "PSYNC": ""}
@@ -175,7 +176,7 @@ def test_interrupted_remote_restore_then_rerun_with_replace_completes(tmp_path: 
     seen_argv: list[bytes] = []
 
     def interrupt(db: int, done: int) -> None:
-        for pid in os.listdir("/proc"):  # the scratch server is running right now
+        for pid in os.listdir("/proc"):  # every process running during the replay
             if pid.isdigit():
                 with contextlib.suppress(OSError):
                     seen_argv.append(Path(f"/proc/{pid}/cmdline").read_bytes())
@@ -191,8 +192,7 @@ def test_interrupted_remote_restore_then_rerun_with_replace_completes(tmp_path: 
         with open(snap, "rb") as fh:
             restore_remote(fh, target_of(dest), replace=True, batch=20)
         assert_same(want, contents(dest, range(2)))
-    servers = [a for a in seen_argv if b"redis-server" in a]
-    assert len(servers) >= 2  # the target and the scratch server
+    assert [a for a in seen_argv if b"redis-server" in a]  # the target, at least
     assert not [a for a in seen_argv if PASSWORD.encode() in a or b"requirepass" in a]
 
 

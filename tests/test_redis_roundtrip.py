@@ -15,7 +15,8 @@ from rfbackup.config import RedisTarget
 from rfbackup.sandbox.redis import ThrowawayRedis
 from rfbackup.sources.redis import RedisSource
 from rfbackup.sources.redis.check import check_file
-from rfbackup.sources.redis.restore import LocalServer, restore_files, restore_remote
+from rfbackup.sources.redis.remote import restore_remote
+from rfbackup.sources.redis.restore import LocalServer, restore_files
 
 PASSWORD = "s3cret-redis-pw"
 

@@ -12,7 +12,7 @@ from rfbackup.config import Settings
 from rfbackup.errors import SourceError
 from rfbackup.sandbox.redis import ThrowawayRedis
 from rfbackup.sources.redis import RedisSource
-from rfbackup.sources.redis.restore import restore_remote
+from rfbackup.sources.redis.remote import restore_remote
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, url: str, ca: Path | None) -> Settings:

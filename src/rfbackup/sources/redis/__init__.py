@@ -97,9 +97,9 @@ class RedisSource:
         """Restore from a readable plaintext RDB stream: ``files=`` (a
         :class:`restore.LocalServer`) for a Redis whose files we control, otherwise into
         ``self.target`` by DUMP/RESTORE (options of :func:`restore.restore_remote`)."""
-        from rfbackup.sources.redis import restore
+        from rfbackup.sources.redis import remote, restore
 
         files = options.pop("files", None)
         if files is not None:
             return restore.restore_files(plaintext, files, **options)
-        return restore.restore_remote(plaintext, self.target, **options)
+        return remote.restore_remote(plaintext, self.target, **options)

@@ -39,34 +39,76 @@ def client(target: RedisTarget, db: int = 0, timeout: float | None = 60.0) -> An
 
 @contextmanager
 def one_line_errors(target: RedisTarget, doing: str) -> Iterator[None]:
-    """Turn redis-py's exceptions into a one-line :class:`SourceError`."""
-    import redis
-
+    """Turn redis-py's and the socket's exceptions into a one-line :class:`SourceError`
+    (redis-py is imported only when there is one to classify)."""
     try:
         yield
-    except redis.AuthenticationError as exc:
-        raise SourceError(f"redis {target.display}: authentication failed ({exc})") from None
-    except redis.ResponseError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if msg.startswith(("NOAUTH", "WRONGPASS")):
-            raise SourceError(f"redis {target.display}: authentication failed ({msg})") from None
-        raise SourceError(f"redis {target.display}: {doing} failed: {msg}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except SourceError:
+        raise
+    except OSError as exc:  # the socket's, and redis-py's ConnectionError/TimeoutError
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SourceError(f"redis {target.display}: {doing} failed: {first}") from None
+    except Exception as exc:
+        import redis
+
+        if isinstance(exc, redis.AuthenticationError):
+            raise SourceError(f"redis {target.display}: authentication failed ({exc})") from None
+        if isinstance(exc, redis.ResponseError):
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if msg.startswith(("NOAUTH", "WRONGPASS")):
+                raise SourceError(
+                    f"redis {target.display}: authentication failed ({msg})"
+                ) from None
+            raise SourceError(f"redis {target.display}: {doing} failed: {msg}") from None
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SourceError(f"redis {target.display}: {doing} failed: {first}") from None
+        raise
 
 
 def info(target: RedisTarget, *sections: str) -> dict[str, Any]:
-    """``INFO`` of the given sections, merged into one dict."""
+    """``INFO`` of the given sections, merged into one dict, over a raw socket (the backup
+    path stays clear of redis-py, whose import alone costs ~0.4 s of CPU). Numbers come
+    back as int or float, ``dbN`` lines as dicts, versions as strings."""
+    from rfbackup.sources.redis.resp import RespPipe
+
     with one_line_errors(target, "INFO"):
-        c = client(target)
+        pipe = RespPipe(target, timeout=60.0)
         try:
-            out: dict[str, Any] = {}
-            for section in sections:
-                out.update(c.info(section))
-            return out
+            replies = pipe.run([[b"INFO", s.encode()] for s in sections])
         finally:
-            c.close()
+            pipe.close()
+    out: dict[str, Any] = {}
+    for reply in replies:
+        if isinstance(reply, pipe.error_type):
+            msg = str(reply)
+            if msg.startswith(("NOAUTH", "WRONGPASS")):
+                raise SourceError(f"redis {target.display}: authentication failed ({msg})")
+            raise SourceError(f"redis {target.display}: INFO failed: {msg}")
+        out.update(parse_info(reply))
+    return out
+
+
+def parse_info(text: bytes) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for line in text.decode(errors="replace").splitlines():
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        key, value = line.split(":", 1)
+        if key.startswith("db") and key[2:].isdigit():
+            out[key] = {k: _number(v) for k, _, v in (x.partition("=") for x in value.split(","))}
+        else:
+            out[key] = value if key.endswith("_version") else _number(value)
+    return out
+
+
+def _number(value: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
 def keyspace(info_dict: dict[str, Any]) -> dict[int, int]:

@@ -1,5 +1,5 @@
-"""Restore an RDB snapshot: into a Redis whose files we control, or into any Redis by
-DUMP/RESTORE through a throwaway local server.
+"""Restore an RDB snapshot into a Redis whose files we control (the remote target, by
+RESTORE, is :mod:`remote`).
 
 Both check the snapshot (CRC64, structure, counts) while writing it to local disk, before
 anything touches the target.
@@ -8,17 +8,14 @@ anything touches the target.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
-
-from pydantic import SecretStr
 
 from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
@@ -200,149 +197,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-# --- any Redis, by DUMP/RESTORE ---------------------------------------------------------
-
-
-def restore_remote(
-    plaintext: BinaryIO,
-    target: RedisTarget,
-    *,
-    replace: bool = False,
-    dbs: Iterable[int] | None = None,
-    match: str | None = None,
-    batch: int = 1000,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Load the snapshot into a throwaway local redis-server, then replay its keys into
-    ``target`` (all databases, or ``dbs``; every key, or those matching ``match``)."""
-    from rfbackup.sandbox.redis import ThrowawayRedis
-
-    scratch = ThrowawayRedis(password=secrets.token_hex(16))
-    try:
-        scratch.write_conf()
-        write_checked(plaintext, scratch.data_dir / scratch.dbfilename)
-        scratch.start()
-        src = scratch.client()
-        wanted = set(dbs) if dbs is not None else None
-        source_dbs = {
-            db: n
-            for db, n in keyspace(src.info("keyspace")).items()
-            if wanted is None or db in wanted
-        }
-        src.close()
-        _refuse_non_empty(scratch, target, source_dbs, match, replace)
-        restored: dict[str, int] = {}
-        for db in sorted(source_dbs):
-            restored[str(db)] = _replay(scratch, target, db, match, replace, batch, progress)
-    finally:
-        scratch.cleanup()
-    _verify_remote(target, restored, match)
-    return {"target": target.display, "restored": restored, "replace": replace, "match": match}
-
-
-def _keys(scratch: Any, db: int, match: str | None) -> Iterator[bytes]:
-    c = scratch.client(db=db)
-    yield from c.scan_iter(match=match, count=1000)
-    c.close()
-
-
-def _refuse_non_empty(
-    scratch: Any, target: RedisTarget, dbs: dict[int, int], match: str | None, replace: bool
-) -> None:
-    if replace:
-        return
-    busy: list[str] = []
-    for db in sorted(dbs):
-        tgt = client(target, db=db)
-        with one_line_errors(target, "checking the target"):
-            if match is None:
-                n = tgt.dbsize()
-                if n:
-                    busy.append(f"db {db} holds {n} keys")
-            else:  # a partial restore merges: refuse only keys that exist on both sides
-                clash = 0
-                keys = list(_keys(scratch, db, match))
-                for i in range(0, len(keys), 1000):
-                    clash += tgt.exists(*keys[i : i + 1000])
-                if clash:
-                    busy.append(f"db {db} already holds {clash} of the keys matching {match!r}")
-        tgt.close()
-    if busy:
-        raise RestoreError(
-            f"refusing to restore into redis {target.host}:{target.port}: "
-            + "; ".join(busy)
-            + " (use replace to overwrite them)"
-        )
-
-
-def _replay(
-    scratch: Any,
-    target: RedisTarget,
-    db: int,
-    match: str | None,
-    replace: bool,
-    batch: int,
-    progress: Callable[[int, int], None] | None,
-) -> int:
-    """DUMP + PTTL from the scratch server, RESTORE into the target, ``batch`` keys a round."""
-    from rfbackup.sources.redis.resp import RespPipe
-
-    scratch_target = RedisTarget(port=scratch.port, password=SecretStr(scratch.password))
-    with one_line_errors(target, f"replaying db {db}"):
-        src = RespPipe(scratch_target, db)
-        tgt = RespPipe(target, db)
-    done = 0
-    tail = [b"REPLACE"] if replace else []
-    keys = _keys(scratch, db, match)
-    in_flight = 0  # RESTOREs sent, replies not read: the target works while we DUMP more
-
-    def collect() -> None:
-        nonlocal done, in_flight
-        if not in_flight:
-            return
-        with one_line_errors(target, f"RESTORE into db {db}"):
-            replies = tgt.receive(in_flight)
-        errors = [r for r in replies if isinstance(r, tgt.error_type)]
-        if errors:
-            raise RestoreError(
-                f"restore into redis {target.display}: RESTORE in db {db} failed for "
-                f"{len(errors)} keys ({errors[0]}); keys restored so far stay"
-            )
-        done += in_flight
-        in_flight = 0
-        if progress is not None:
-            progress(db, done)
-
-    try:
-        while pending := list(itertools.islice(keys, batch)):
-            got = src.run([c for k in pending for c in ([b"DUMP", k], [b"PTTL", k])])
-            cmds = []
-            for i, k in enumerate(pending):
-                value, ttl = got[2 * i], got[2 * i + 1]
-                if value is None or ttl == -2:
-                    continue  # expired in the scratch server meanwhile
-                cmds.append([b"RESTORE", k, b"%d" % max(ttl, 0), value, *tail])
-            collect()
-            with one_line_errors(target, f"RESTORE into db {db}"):
-                tgt.send(cmds)
-            in_flight = len(cmds)
-        collect()
-    finally:
-        src.close()
-        tgt.close()
-    return done
-
-
-def _verify_remote(target: RedisTarget, restored: dict[str, int], match: str | None) -> None:
-    for db, n in restored.items():
-        tgt = client(target, db=int(db))
-        with one_line_errors(target, "verifying the restore"):
-            have = tgt.dbsize() if match is None else sum(1 for _ in tgt.scan_iter(match=match))
-        tgt.close()
-        if have < n:
-            raise RestoreError(
-                f"restore into redis {target.display}: db {db} holds {have} keys after "
-                f"replaying {n}"
-            )
