@@ -25,10 +25,16 @@ KUBE = ROOT / "deploy" / "kubernetes"
 TARGETS = ("base", "overlays/staging", "overlays/production")
 VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0")
 VALIDATE = Path(sys.executable).with_name("kubernetes-validate")
-SECRETS = {"postgres-credentials", "backup-s3-credentials", "backup-s3-replica-credentials"}
-# commands a CronJob may call: they exist today (redis, artifacts and drills come later)
+SECRETS = {
+    "postgres-credentials",
+    "redis-credentials",
+    "backup-s3-credentials",
+    "backup-s3-replica-credentials",
+}
+# commands a CronJob may call: they exist today (artifacts and drills come later)
 EXPECTED = {
     "postgres-backup": ("0 2 * * *", ["backup", "postgres"]),
+    "redis-backup": ("0 * * * *", ["backup", "redis"]),
     "postgres-base-backup": ("0 1 * * 0", ["backup", "base"]),
     "backup-retention": ("0 4 * * 0", ["prune"]),
     "pitr-retention": ("30 4 * * 0", ["pitr", "prune"]),
@@ -157,7 +163,7 @@ def test_cronjob_commands_exist() -> None:
     for _, args in {**EXPECTED, **PRODUCTION_ONLY}.values():
         done = CliRunner().invoke(app, [*args, "--help"])
         assert done.exit_code == 0, (args, done.output)
-    assert CliRunner().invoke(app, ["backup", "redis", "--help"]).exit_code != 0
+    assert CliRunner().invoke(app, ["backup", "artifacts", "--help"]).exit_code != 0
 
 
 @needs_kubectl

@@ -146,6 +146,7 @@ def test_crontab_covers_every_component(
     cd = f"cd {tmp_path} && "
     assert jobs == [
         f"0 2 * * * {cd}make db-backup >> logs/backup.log 2>&1",
+        f"0 * * * * {cd}.venv/bin/rfbackup backup redis >> logs/backup.log 2>&1",
         f"0 3 * * 0 {cd}make db-backup-retention >> logs/backup.log 2>&1",
         f"0 1 * * 0 {cd}.venv/bin/rfbackup backup base >> logs/backup.log 2>&1",
         f"0 5 * * * {cd}.venv/bin/rfbackup wal-verify >> logs/backup.log 2>&1",

@@ -69,6 +69,23 @@ class PostgresPolicy(BaseModel):
     restore_jobs: int = Field(default=2, ge=1, le=64)
 
 
+class RedisPolicy(BaseModel):
+    """How Redis snapshots are taken and kept (``[redis]``, ``RFBACKUP_REDIS__*``)."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
+
+    # The RDB is LZF-compressed by Redis already: zstd level 1 stores about what gzip -6
+    # does (benchmarks/redis_backup.py) for a fifth of gzip level 4's CPU.
+    compression: Compression = "zstd"
+    gzip_level: int = Field(default=4, ge=1, le=12)
+    zstd_level: int = Field(default=1, ge=1, le=19)
+    compression_threads: int = Field(default_factory=lambda: min(os.cpu_count() or 1, 8), ge=1)
+    keep_days: int = Field(default=7, ge=0, le=MAX_DAYS)  # the runbook: kept 7 days
+    keep_min: int = Field(default=24, ge=0)  # hourly: a day's snapshots survive any gap
+    fetch_timeout_seconds: float = Field(default=300, gt=0)  # silence before giving up
+    bgsave_fallback: bool = True  # when SYNC is refused: BGSAVE and read the file
+
+
 class PitrPolicy(BaseModel):
     """Physical base backups and the WAL archive (point-in-time recovery)."""
 
@@ -261,6 +278,7 @@ class Settings(BaseSettings):
     postgres: PostgresPolicy = PostgresPolicy()
     pitr: PitrPolicy = PitrPolicy()  # RFBACKUP_PITR__KEEP_DAYS=14 ...
     artifacts: ArtifactsPolicy = ArtifactsPolicy()  # RFBACKUP_ARTIFACTS__PATHS=/srv/artifacts
+    redis: RedisPolicy = RedisPolicy()  # RFBACKUP_REDIS__KEEP_DAYS=7 ...
     s3: S3Options = S3Options()  # RFBACKUP_S3__SSE=AES256, RFBACKUP_S3__KMS_KEY_ID=...
     encryption: EncryptionOptions = EncryptionOptions()  # RFBACKUP_ENCRYPTION__RECIPIENTS=age1...
     signing: SigningOptions = SigningOptions()  # RFBACKUP_SIGNING__KEY_FILE, __PUBLIC_KEYS

@@ -146,3 +146,83 @@ def config(
 
 
 app.command("artifacts")(artifacts.restore)
+
+
+@app.command("redis")
+def redis(
+    snapshot: Annotated[str, typer.Argument(help="A snapshot name, key or file path.")],
+    files: Annotated[
+        bool,
+        typer.Option(
+            "--files",
+            help="The Redis runs here and its files are yours: stop it, move dump.rdb and the "
+            "AOF aside (kept), put the snapshot in place, start it. Default: replay every key "
+            "by RESTORE, which works for remote and managed Redis too.",
+        ),
+    ] = False,
+    start_command: Annotated[
+        str | None,
+        typer.Option(
+            "--start-command",
+            metavar="CMD",
+            help="With --files: how to start the server again (split like a shell, never run "
+            "by one; redis-server arguments are appended). Default: redis-server CONFIG_FILE "
+            "--daemonize yes, with the file the server runs from.",
+            show_default=False,
+        ),
+    ] = None,
+    db: Annotated[
+        list[int] | None,
+        typer.Option("--db", min=0, help="Only this database; repeatable.", show_default=False),
+    ] = None,
+    match: Annotated[
+        str | None,
+        typer.Option(
+            "--match",
+            metavar="PATTERN",
+            help="Only keys matching this Redis glob (user:*): merges into the current data.",
+            show_default=False,
+        ),
+    ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Overwrite keys the target already holds."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Verify the snapshot and say what would happen.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    env: EnvOption = None,
+    repo: RepoOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a Redis snapshot into the Redis named by REDIS_URL / REDIS_HOST.
+
+    The snapshot's sha256 (and signature) is checked, then its CRC64 and key counts, before
+    the target is touched. A non-empty target is refused unless --replace; keys that only
+    the target holds are never deleted.
+    """
+    from rfbackup.sources.redis.service import restore_snapshot
+
+    result = restore_snapshot(
+        settings(env, repo),
+        snapshot,
+        files=files,
+        start_command=start_command,
+        dbs=db,
+        match=match,
+        replace=replace,
+        dry_run=dry_run,
+        confirm=confirmer(yes),
+    )
+    if as_json:
+        print_json(result)
+    elif dry_run:
+        typer.echo(f"dry run: {result['plan']}")
+        for db_name, n in result.get("target_keys_now", {}).items():
+            typer.echo(f"  the target's db {db_name} holds {n} keys now")
+    else:
+        done = result["result"]
+        counts = done.get("keys") or done.get("restored") or {}
+        listed = ", ".join(f"db {k}: {v}" for k, v in counts.items())
+        typer.echo(f"restored {result['snapshot']} into redis {result['target']} ({listed})")

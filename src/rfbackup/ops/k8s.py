@@ -27,6 +27,7 @@ SCHEDULED = {
     "postgres-base-backup": "postgres_base",
     "backup-drill": "drill",
     "artifacts-backup": "artifacts",
+    "redis-backup": "redis",
 }
 CONFIGMAP = "rfbackup-config"
 

@@ -30,6 +30,7 @@ class ScheduleOptions(BaseModel):
     postgres_base: str = "0 1 * * 0"  # weekly base backup, Sunday 01:00
     retention: str = "0 3 * * 0"  # the runbook's crontab (its CronJob says Sunday 04:00)
     pitr_prune: str = "30 3 * * 0"
+    redis: str = "0 * * * *"  # the runbook: hourly RDB snapshots
     wal_verify: str = "0 5 * * *"
     drill: str = "0 6 1 * *"  # the runbook's monthly backup test: the 1st, 06:00
     artifacts: str = "30 1 * * *"  # artifact volume snapshots, daily

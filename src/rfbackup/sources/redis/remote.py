@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
@@ -29,7 +29,7 @@ Progress = Callable[[int, int], None]
 
 
 def restore_remote(
-    plaintext: BinaryIO,
+    plaintext: IO[bytes],
     target: RedisTarget,
     *,
     replace: bool = False,

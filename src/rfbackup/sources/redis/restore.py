@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
@@ -25,7 +25,7 @@ from rfbackup.sources.redis.connection import client, keyspace, one_line_errors
 CHUNK = 1 << 20
 
 
-def write_checked(plaintext: BinaryIO, path: Path) -> RdbSummary:
+def write_checked(plaintext: IO[bytes], path: Path) -> RdbSummary:
     """Copy the snapshot to ``path`` (new, 0600) while checking it; removed when bad."""
     check = RdbCheck("the Redis snapshot")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -58,7 +58,7 @@ class LocalServer:
 
 
 def restore_files(
-    plaintext: BinaryIO, server: LocalServer, *, wait_seconds: float = 300.0
+    plaintext: IO[bytes], server: LocalServer, *, wait_seconds: float = 300.0
 ) -> dict[str, Any]:
     t = server.target
     c = client(t)
@@ -102,11 +102,12 @@ def restore_files(
         if aof_on:
             _enable_aof(t, wait_seconds)
     except BaseException as exc:
-        _put_back(server, stop, (dump, aof_dir, aof_file), aside, stamp, incoming)
-        if isinstance(exc, RestoreError):
-            raise
+        restarted = _put_back(server, stop, (dump, aof_dir, aof_file), aside, stamp, incoming)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        then = "" if restarted is None else f", but the server did not start again: {restarted}"
         raise RestoreError(
-            f"restore into redis {t.display} failed ({exc}); the previous files were put back"
+            f"restore into redis {t.display} failed ({reason}); the previous files were put "
+            f"back{then}"
         ) from None
     return {
         "dir": str(folder),
@@ -178,7 +179,8 @@ def _put_back(
     aside: list[tuple[Path, Path]],
     stamp: str,
     incoming: Path,
-) -> None:
+) -> str | None:
+    """Put the old files back and start the server: None, or why it did not start."""
     with contextlib.suppress(Exception):
         stop()
     incoming.unlink(missing_ok=True)
@@ -187,8 +189,11 @@ def _put_back(
             p.rename(p.with_name(f"{p.name}.failed_restore_{stamp}"))
     for original, dest in aside:
         dest.rename(original)
-    with contextlib.suppress(Exception):
+    try:
         server.start([])
+    except Exception as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -11,18 +11,23 @@ streams by DUMP.
 from __future__ import annotations
 
 import secrets
-from typing import Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from rfbackup.config import RedisTarget
 from rfbackup.errors import IntegrityError
+from rfbackup.sources.redis.check import RdbSummary
 from rfbackup.sources.redis.connection import client, keyspace, one_line_errors
+
+if TYPE_CHECKING:
+    from rfbackup.sandbox.redis import ThrowawayRedis
 
 SAMPLE_SLACK = 0.1
 
 
-def verify_load(plaintext: BinaryIO, source: RedisTarget, sample: int = 50) -> dict[str, Any]:
+def verify_load(plaintext: IO[bytes], source: RedisTarget, sample: int = 50) -> dict[str, Any]:
+    """Check ``plaintext`` while copying it into a throwaway server, then compare."""
     from rfbackup.sandbox.redis import ThrowawayRedis
     from rfbackup.sources.redis.restore import write_checked
 
@@ -30,32 +35,40 @@ def verify_load(plaintext: BinaryIO, source: RedisTarget, sample: int = 50) -> d
     try:
         scratch.write_conf()
         summary = write_checked(plaintext, scratch.data_dir / scratch.dbfilename)
-        scratch.start()
-        local = RedisTarget(port=scratch.port, password=SecretStr(scratch.password or ""))
-        c = client(local)
-        info = c.info("keyspace") | c.info("persistence")
-        c.close()
-        loaded = keyspace(info)
-        expired = int(info.get("rdb_last_load_keys_expired", 0))
-        if summary.total_keys - sum(loaded.values()) != expired:
-            raise IntegrityError(
-                f"verify-load: the server loaded {sum(loaded.values())} keys, the snapshot "
-                f"holds {summary.total_keys} ({expired} expired on load)"
-            )
-        checked = differ = 0
-        for db in sorted(loaded):
-            a, b = client(local, db=db), client(source, db=db)
-            with one_line_errors(source, "verify-load sampling"):
-                for _ in range(min(sample, loaded[db])):
-                    key = a.randomkey()
-                    if key is None:
-                        break
-                    checked += 1
-                    differ += _value(a, key) != _value(b, key)
-            a.close()
-            b.close()
+        return verify_loaded(scratch, summary, source, sample)
     finally:
         scratch.cleanup()
+
+
+def verify_loaded(
+    scratch: ThrowawayRedis, summary: RdbSummary, source: RedisTarget, sample: int = 50
+) -> dict[str, Any]:
+    """Start ``scratch`` on the checked snapshot already in its directory and compare it:
+    DBSIZE per database with the snapshot's counts, a sample of keys with ``source``."""
+    scratch.start()
+    local = RedisTarget(port=scratch.port, password=SecretStr(scratch.password or ""))
+    c = client(local)
+    info = c.info("keyspace") | c.info("persistence")
+    c.close()
+    loaded = keyspace(info)
+    expired = int(info.get("rdb_last_load_keys_expired", 0))
+    if summary.total_keys - sum(loaded.values()) != expired:
+        raise IntegrityError(
+            f"verify-load: the server loaded {sum(loaded.values())} keys, the snapshot "
+            f"holds {summary.total_keys} ({expired} expired on load)"
+        )
+    checked = differ = 0
+    for db in sorted(loaded):
+        a, b = client(local, db=db), client(source, db=db)
+        with one_line_errors(source, "verify-load sampling"):
+            for _ in range(min(sample, loaded[db])):
+                key = a.randomkey()
+                if key is None:
+                    break
+                checked += 1
+                differ += _value(a, key) != _value(b, key)
+        a.close()
+        b.close()
     if checked and differ > SAMPLE_SLACK * checked:
         raise IntegrityError(
             f"verify-load: {differ} of {checked} sampled keys differ from the live server"
