@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ def test_server_killed_mid_fetch_fails_and_yields_no_snapshot(tmp_path: Path) ->
             c.set(f"k{i}", os.urandom(1 << 20))
 
         class KilledAfterFirstChunk(RedisSource):
-            def stream(self) -> Iterator[bytes]:
+            def stream(self) -> Generator[bytes]:
                 for i, chunk in enumerate(super().stream()):
                     if i == 1:
                         r2.kill()
