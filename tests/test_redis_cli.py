@@ -248,3 +248,20 @@ def test_s3_down_in_staging_falls_back_to_the_local_folder(
         back = rf(env, "restore", "redis", str(stored), "--yes", **redis_env(dest, None), **down)
         assert back.returncode == 0, back.stderr
         assert_same(contents(source, DBS), contents(dest, DBS))
+
+
+def test_status_judges_redis_snapshots_against_their_own_threshold(
+    source: ThrowawayRedis, env: dict[str, str]
+) -> None:
+    def redis_state(*args: str) -> dict[str, Any]:
+        done = rf(env, "status", "--json", *args)
+        comps = json.loads(done.stdout)["components"]
+        found: dict[str, Any] = next(c for c in comps if c["component"] == "redis")
+        return found
+
+    assert redis_state()["state"] == "not set up"  # no snapshot: Redis may not be used here
+    backup(env, source)
+    now = redis_state()
+    assert now["state"] == "ok" and now["threshold_hours"] == 3
+    later = (datetime.now(UTC) + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert redis_state("--now", later)["state"] == "stale"

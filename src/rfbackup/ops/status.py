@@ -18,7 +18,7 @@ from rfbackup import catalog
 from rfbackup.config import Settings
 from rfbackup.storage import Repository
 
-NOT_YET = ("redis", "artifacts", "config")  # components whose backups do not exist yet
+NOT_YET = ("artifacts", "config")  # components whose backups do not exist yet
 
 
 @dataclass
@@ -107,11 +107,8 @@ def collect(settings: Settings, now: datetime) -> Status:
     fresh = settings.freshness
     status = Status(now, env, repo.url)
 
-    dumps = [
-        e
-        for e in catalog.scan(repo)
-        if e.good and e.component == "postgres" and e.environment in (None, env)
-    ]
+    entries = [e for e in catalog.scan(repo) if e.good and e.environment in (None, env)]
+    dumps = [e for e in entries if e.component == "postgres"]
     pg = ComponentStatus("postgres", "ok", fresh.postgres_hours)
     _judge(pg, dumps[0].created_at if dumps else None, now)
     pg.next_run = next_run(settings.schedule.postgres, now)
@@ -146,6 +143,17 @@ def collect(settings: Settings, now: datetime) -> Status:
         drills = {}
     for c, name in ((pg, "postgres"), (base, "pitr"), (wal, "pitr")):
         c.last_drill = drills.get(name, "never")
+
+    snapshots = [e for e in entries if e.component == "redis"]
+    rd = ComponentStatus("redis", "not set up", fresh.redis_hours)
+    if snapshots:  # no snapshot at all: Redis may not be in use here, not a stale backup
+        _judge(rd, snapshots[0].created_at, now)
+        rd.next_run = next_run(settings.schedule.redis, now)
+        rd.recoverable_to = rd.last_success
+        rd.replica = _replica_state(settings, [k for e in snapshots for k in e.object_keys()])
+    else:
+        rd.detail = "no Redis snapshot yet (rfbackup backup redis)"
+    status.components.append(rd)
 
     points = [p for p in (pg.recoverable_to, wal.recoverable_to) if p is not None]
     status.consistent_point = max(points) if points else None
