@@ -265,3 +265,46 @@ def test_status_judges_redis_snapshots_against_their_own_threshold(
     assert now["state"] == "ok" and now["threshold_hours"] == 3
     later = (datetime.now(UTC) + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert redis_state("--now", later)["state"] == "stale"
+
+
+def test_production_encrypts_and_replicates_and_the_replica_alone_restores(
+    source: ThrowawayRedis,
+    env: dict[str, str],
+    s3: ThrowawayS3,
+    s3_replica: ThrowawayS3,
+    tmp_path: Path,
+) -> None:
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    (tmp_path / "age.key").write_text(str(identity) + "\n")
+    (tmp_path / "age.key").chmod(0o600)
+    prod = {
+        "RFBACKUP_ENV": "production",
+        "RFBACKUP_ENCRYPTION__RECIPIENTS": str(identity.to_public()),
+        "RFBACKUP_ENCRYPTION__IDENTITY_FILE": str(tmp_path / "age.key"),
+        "RFBACKUP_REPLICA__URL": f"s3://{new_bucket(s3_replica)}/dr",
+        "RFBACKUP_REPLICA__ENDPOINT_URL": s3_replica.endpoint,
+        "RFBACKUP_REPLICA__ACCESS_KEY_ID": s3_replica.access_key,
+        "RFBACKUP_REPLICA__SECRET_ACCESS_KEY": s3_replica.secret_key,
+    }
+    done = rf(env, "backup", "redis", "--json", **redis_env(source), **prod)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["encrypted"] and doc["name"].endswith(".rdb.zst.age")
+    assert doc["replicated_to"] == prod["RFBACKUP_REPLICA__URL"]
+    bucket = env["RFBACKUP_REPOSITORY"].removeprefix("s3://").split("/")[0]
+    stored = s3.client().get_object(Bucket=bucket, Key=f"rf/{doc['name']}")["Body"].read()
+    assert stored.startswith(b"age-encryption.org/v1") and b"REDIS00" not in stored
+    # The primary region is gone: the replica alone restores it.
+    from_replica = {
+        **{k: v for k, v in prod.items() if not k.startswith("RFBACKUP_REPLICA__")},
+        **s3_replica.env(),
+        "RFBACKUP_REPOSITORY": prod["RFBACKUP_REPLICA__URL"],
+    }
+    with ThrowawayRedis() as dest:
+        back = rf(
+            env, "restore", "redis", doc["name"], "--yes", **redis_env(dest, None), **from_replica
+        )
+        assert back.returncode == 0, back.stderr
+        assert_same(contents(source, DBS), contents(dest, DBS))
