@@ -8,6 +8,7 @@ when encrypted). Restores take the verified plaintext stream (:mod:`service`).
 
 from __future__ import annotations
 
+import atexit
 import secrets
 from collections.abc import Generator
 from datetime import datetime
@@ -161,6 +162,8 @@ class RedisSource(SourceBase):
         from rfbackup.sandbox.redis import ThrowawayRedis
 
         self._scratch = ThrowawayRedis(password=secrets.token_hex(16))
+        # The engine may fail after the stream, before before_commit(): never leave the copy.
+        atexit.register(self._drop_scratch)
         self._scratch.write_conf()
         path = self._scratch.data_dir / self._scratch.dbfilename
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
