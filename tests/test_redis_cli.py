@@ -308,3 +308,47 @@ def test_production_encrypts_and_replicates_and_the_replica_alone_restores(
         )
         assert back.returncode == 0, back.stderr
         assert_same(contents(source, DBS), contents(dest, DBS))
+
+
+def test_a_wrong_password_is_one_line_with_its_exit_code_and_nothing_stored(
+    source: ThrowawayRedis, env: dict[str, str]
+) -> None:
+    done = rf(env, "backup", "redis", **redis_env(source, "wrong-redis-pw"))
+    assert done.returncode not in (0, 1)  # a distinct code, not a crash
+    assert one_error(done.stderr) and "authentication failed" in done.stderr
+    assert "wrong-redis-pw" not in done.stderr + done.stdout
+    listed = json.loads(rf(env, "list", "--component", "redis", "--json").stdout)
+    assert listed == []
+
+
+def test_the_server_killed_mid_fetch_leaves_no_backup_and_nothing_listed(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Generator
+
+    from rfbackup import catalog
+    from rfbackup.engine import job
+    from rfbackup.errors import SourceError
+    from rfbackup.sources.redis import RedisSource
+
+    with ThrowawayRedis() as r:
+        c = r.client()
+        for i in range(24):  # 24 MB of incompressible values: more than socket buffers hold
+            c.set(f"k{i}", os.urandom(1 << 20))
+
+        class KilledAfterFirstChunk(RedisSource):
+            def stream(self) -> Generator[bytes]:
+                for i, chunk in enumerate(super().stream()):
+                    if i == 1:
+                        r.kill()
+                    yield chunk
+
+        for k, v in {**env, **redis_env(r, None)}.items():
+            monkeypatch.setenv(k, v)
+        s = config.load()
+        source = KilledAfterFirstChunk(s.redis_target(), chunk_size=64 * 1024)
+        with pytest.raises(SourceError, match="connection lost"):
+            job.run(s, source)
+    repo = s.open_repository()
+    assert [e for e in catalog.scan(repo) if e.component != "unknown"] == []
+    assert [o.key for o in repo.list(include_partial=True) if "redis/" in o.key] == []

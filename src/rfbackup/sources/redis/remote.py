@@ -37,12 +37,14 @@ def restore_remote(
     match: str | None = None,
     batch: int = 1000,
     progress: Progress | None = None,
+    tmp_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Replay the snapshot into ``target`` (all databases, or ``dbs``; every key, or
-    those matching the Redis glob ``match``). Keys only the target holds are never deleted."""
+    those matching the Redis glob ``match``). Keys only the target holds are never deleted.
+    The checked copy goes to a private directory in ``tmp_dir`` (default: the system's)."""
     wanted = set(dbs) if dbs is not None else None
     regex = glob_regex(match) if match else None
-    with tempfile.TemporaryDirectory(prefix="rfbackup-redis-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rfbackup-redis-", dir=tmp_dir) as tmp:
         path = Path(tmp) / "snapshot.rdb"
         summary = write_checked(plaintext, path)
         source_dbs = sorted(

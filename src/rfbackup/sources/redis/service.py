@@ -75,7 +75,13 @@ def restore_snapshot(
             result = restore_files(clear, server)
         else:
             result = restore_remote(
-                clear, target, replace=replace, dbs=dbs, match=match, progress=_progress()
+                clear,
+                target,
+                replace=replace,
+                dbs=dbs,
+                match=match,
+                progress=_progress(),
+                tmp_dir=settings.tmp_dir,
             )
     return {**out, "dry_run": False, "result": result}
 
