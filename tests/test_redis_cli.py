@@ -276,11 +276,16 @@ def test_production_encrypts_and_replicates_and_the_replica_alone_restores(
 ) -> None:
     import pyrage
 
+    from rfbackup import signing
+
     identity = pyrage.x25519.Identity.generate()
     (tmp_path / "age.key").write_text(str(identity) + "\n")
     (tmp_path / "age.key").chmod(0o600)
+    signing.generate(tmp_path / "signing.key")  # production trusts signed manifests only
     prod = {
         "RFBACKUP_ENV": "production",
+        "RFBACKUP_SIGNING__KEY_FILE": str(tmp_path / "signing.key"),
+        "RFBACKUP_SIGNING__PUBLIC_KEYS_FILE": str(tmp_path / "signing.key.pub"),
         "RFBACKUP_ENCRYPTION__RECIPIENTS": str(identity.to_public()),
         "RFBACKUP_ENCRYPTION__IDENTITY_FILE": str(tmp_path / "age.key"),
         "RFBACKUP_REPLICA__URL": f"s3://{new_bucket(s3_replica)}/dr",
@@ -296,6 +301,8 @@ def test_production_encrypts_and_replicates_and_the_replica_alone_restores(
     bucket = env["RFBACKUP_REPOSITORY"].removeprefix("s3://").split("/")[0]
     stored = s3.client().get_object(Bucket=bucket, Key=f"rf/{doc['name']}")["Body"].read()
     assert stored.startswith(b"age-encryption.org/v1") and b"REDIS00" not in stored
+    manifest = s3.client().get_object(Bucket=bucket, Key=f"rf/{doc['name']}.manifest.json")
+    assert json.loads(manifest["Body"].read()).get("signature")
     # The primary region is gone: the replica alone restores it.
     from_replica = {
         **{k: v for k, v in prod.items() if not k.startswith("RFBACKUP_REPLICA__")},
