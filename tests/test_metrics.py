@@ -167,8 +167,11 @@ def test_prune_reports(small_env: Env, tmp_path: Path) -> None:
     assert small_env.run("prune", **env).returncode == 0
     text = (folder / "rfbackup_development_postgres_prune.prom").read_text()
     assert value(text, "backup_last_success_timestamp", operation="prune") is not None
+    # every component with a retention policy reports its prune (redis too)
+    assert (folder / "rfbackup_development_redis_prune.prom").is_file()
     # a dry run changes nothing, so it reports nothing
-    (folder / "rfbackup_development_postgres_prune.prom").unlink()
+    for written in folder.iterdir():
+        written.unlink()
     assert small_env.run("prune", "--dry-run", **env).returncode == 0
     assert list(folder.iterdir()) == []
 
