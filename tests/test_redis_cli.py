@@ -317,6 +317,18 @@ def test_production_encrypts_and_replicates_and_the_replica_alone_restores(
         assert_same(contents(source, DBS), contents(dest, DBS))
 
 
+def test_verify_load_without_redis_server_is_refused_before_anything_is_fetched(
+    source: ThrowawayRedis, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "bin").mkdir()  # a PATH without redis-server, as in the rfbackup image
+    done = rf(
+        env, "backup", "redis", "--verify-load", **redis_env(source), PATH=str(tmp_path / "bin")
+    )
+    assert done.returncode == 3 and one_error(done.stderr), done.stderr
+    assert "--verify-load needs redis-server" in done.stderr
+    assert json.loads(rf(env, "list", "--component", "redis", "--json").stdout) == []
+
+
 def test_a_wrong_password_is_one_line_with_its_exit_code_and_nothing_stored(
     source: ThrowawayRedis, env: dict[str, str]
 ) -> None:

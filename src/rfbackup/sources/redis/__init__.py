@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from rfbackup.engine.registry import Keep, register_retention
 from rfbackup.engine.source import EXTENSIONS, Keys, SourceBase
-from rfbackup.errors import IntegrityError
+from rfbackup.errors import ConfigError, IntegrityError
 from rfbackup.sources.redis.check import RdbCheck, RdbSummary, checked, compare_counts
 from rfbackup.sources.redis.connection import info, keyspace
 from rfbackup.sources.redis.fetch import fetch
@@ -24,6 +24,7 @@ from rfbackup.sources.redis.fetch import fetch
 if TYPE_CHECKING:
     from rfbackup.config import RedisTarget, Settings
     from rfbackup.sandbox.redis import ThrowawayRedis
+    from rfbackup.storage import Repository
 
 COMPONENT = "redis"
 PREFIX = "redis/"
@@ -73,6 +74,19 @@ class RedisSource(SourceBase):
             fallback=p.bgsave_fallback,
             verify_load=verify_load,
         )
+
+    def prepare(self, repo: Repository) -> None:
+        """``--verify-load`` needs a redis-server here: say so before anything is fetched."""
+        if self.verify_load:
+            import shutil
+
+            from rfbackup.sandbox.redis import REDIS_SERVER
+
+            if shutil.which(REDIS_SERVER) is None:
+                raise ConfigError(
+                    f"--verify-load needs {REDIS_SERVER} on this machine (it is not in the "
+                    "rfbackup image): install redis-server, or back up without --verify-load"
+                )
 
     @property
     def lineage(self) -> str:
