@@ -250,8 +250,8 @@ def test_s3_down_in_staging_falls_back_to_the_local_folder(
         assert_same(contents(source, DBS), contents(dest, DBS))
 
 
-def test_status_judges_redis_snapshots_against_their_own_threshold(
-    source: ThrowawayRedis, env: dict[str, str]
+def test_status_and_metrics_see_redis_snapshots(
+    source: ThrowawayRedis, env: dict[str, str], tmp_path: Path
 ) -> None:
     def redis_state(*args: str) -> dict[str, Any]:
         done = rf(env, "status", "--json", *args)
@@ -260,7 +260,12 @@ def test_status_judges_redis_snapshots_against_their_own_threshold(
         return found
 
     assert redis_state()["state"] == "not set up"  # no snapshot: Redis may not be used here
+    metrics = tmp_path / "textfile"
+    metrics.mkdir()
+    env["RFBACKUP_METRICS__TEXTFILE_DIR"] = str(metrics)
     backup(env, source)
+    prom = (metrics / "rfbackup_development_redis_backup.prom").read_text()
+    assert 'component="redis"' in prom and "backup_last_success_timestamp" in prom
     now = redis_state()
     assert now["state"] == "ok" and now["threshold_hours"] == 3
     later = (datetime.now(UTC) + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
