@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from artifacts_support import Repo, make_repo, walk, write
@@ -139,10 +140,13 @@ def test_very_deep_tree(tmp_path: Path) -> None:
     with open(os.open("leaf.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd), "wb") as fh:
         fh.write(b"bottom\n")
     os.close(fd)
-    snap = repo.backup(src)
-    assert snap["stats"]["dirs"] == 1501 and not snap["partial"]
     dest = tmp_path / "out"
-    r = repo.restore(snap["id"], dest)
-    assert r.returncode == 0, r.stderr[-500:]
-    leaf = dest / "deep" / Path(*["d"] * 1500) / "leaf.txt"
-    assert leaf.read_bytes() == b"bottom\n"
+    try:
+        snap = repo.backup(src)
+        assert snap["stats"]["dirs"] == 1501 and not snap["partial"]
+        r = repo.restore(snap["id"], dest)
+        assert r.returncode == 0, r.stderr[-500:]
+        leaf = dest / "deep" / Path(*["d"] * 1500) / "leaf.txt"
+        assert leaf.read_bytes() == b"bottom\n"
+    finally:  # pytest's own clean-up of old runs recurses, and would fail on these trees
+        subprocess.run(["rm", "-rf", str(src), str(dest)], check=True)
