@@ -55,7 +55,7 @@ def test_fresh_then_stale(small_env: Env) -> None:
     assert pg["last_drill"] == "never" and pg["replica"] == "not configured"
     assert component(doc, "wal")["state"] == "not set up"
     assert doc["incident_point"] == pg["last_success"]
-    assert "PostgreSQL only" in str(doc["incident_note"])
+    assert "limited by postgres" in str(doc["incident_note"])
 
     # the same repository judged 3 days later: postgres (threshold 2 days) is stale
     later = (datetime.now(UTC) + timedelta(days=3)).isoformat()

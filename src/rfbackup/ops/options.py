@@ -54,6 +54,7 @@ class FreshnessOptions(BaseModel):
     postgres_base_hours: float = Field(default=8 * 24, gt=0)  # weekly, plus a day of slack
     wal_hours: float = Field(default=1, gt=0)  # archive_timeout is 5 minutes
     redis_hours: float = Field(default=3, gt=0)  # hourly, as NoRecentRedisBackup alerts
+    artifacts_hours: float = Field(default=48, gt=0)  # daily, plus a day of slack
 
 
 class KubernetesOptions(BaseModel):

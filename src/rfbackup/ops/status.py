@@ -16,16 +16,17 @@ from croniter import croniter
 
 from rfbackup import catalog
 from rfbackup.config import Settings
+from rfbackup.sources.artifacts import PREFIX as ARTIFACTS
 from rfbackup.storage import Repository
 
-NOT_YET = ("artifacts", "config")  # components whose backups do not exist yet
+ARTIFACT_SNAPSHOTS = f"{ARTIFACTS}snapshots/"  # written last, like every manifest
 
 
 @dataclass
 class ComponentStatus:
     component: str
     state: str  # ok | stale | not set up
-    threshold_hours: float
+    threshold_hours: float | None  # None: never stale by age (config, taken on change)
     last_success: datetime | None = None
     age_seconds: float | None = None
     next_run: str | None = None  # ISO time, or "continuous"
@@ -82,7 +83,8 @@ def _judge(c: ComponentStatus, when: datetime | None, now: datetime) -> None:
         c.detail = "no good backup"
         return
     c.age_seconds = max((now - when).total_seconds(), 0.0)
-    c.state = "stale" if c.age_seconds > c.threshold_hours * 3600 else "ok"
+    limit = c.threshold_hours
+    c.state = "stale" if limit is not None and c.age_seconds > limit * 3600 else "ok"
 
 
 def _replica_state(settings: Settings, primary_keys: list[str]) -> str:
@@ -155,10 +157,44 @@ def collect(settings: Settings, now: datetime) -> Status:
         rd.detail = "no Redis snapshot yet (rfbackup backup redis)"
     status.components.append(rd)
 
-    points = [p for p in (pg.recoverable_to, wal.recoverable_to) if p is not None]
-    status.consistent_point = max(points) if points else None
-    status.consistent_note = "PostgreSQL only: " + ", ".join(NOT_YET) + " backups do not exist yet"
+    art = ComponentStatus("artifacts", "not set up", fresh.artifacts_hours)
+    newest_snapshot = max((o.modified for o in repo.list(ARTIFACT_SNAPSHOTS)), default=None)
+    if newest_snapshot is not None:  # written last: the time of the newest whole snapshot
+        _judge(art, newest_snapshot, now)
+        art.next_run = next_run(settings.schedule.artifacts, now)
+        art.recoverable_to = art.last_success
+        art.detail = "from the bucket listing (snapshots are encrypted)"
+    else:
+        art.detail = "no artifact snapshot yet (rfbackup backup artifacts)"
+    status.components.append(art)
+
+    bundles = [e for e in entries if e.component == "config"]
+    cfg = ComponentStatus("config", "not set up", None)
+    if bundles:  # taken on change: never stale by age
+        cfg.state, cfg.last_success = "ok", bundles[0].created_at
+        cfg.age_seconds = max((now - cfg.last_success).total_seconds(), 0.0)
+        cfg.recoverable_to = cfg.last_success
+        cfg.next_run = "on change"
+    status.components.append(cfg)
+    _incident_point(status, pg, wal, rd, art)
     return status
+
+
+def _incident_point(status: Status, *parts: ComponentStatus) -> None:
+    """The newest time every component in use can be brought back to: the oldest of their
+    newest restorable points. PostgreSQL counts once (PITR if set up, else its dump)."""
+    pg, wal, *others = parts
+    postgres = wal.recoverable_to or pg.recoverable_to
+    points = {"postgres": postgres} | {c.component: c.recoverable_to for c in others}
+    in_use = {k: v for k, v in points.items() if v is not None}
+    if not in_use:
+        status.consistent_note = "no component has a restorable point"
+        return
+    status.consistent_point = min(in_use.values())
+    laggard = min(in_use, key=lambda k: in_use[k])
+    status.consistent_note = f"{', '.join(sorted(in_use))}; limited by {laggard}" + (
+        "" if len(in_use) > 1 else " (the only component with backups)"
+    )
 
 
 def age_text(seconds: float | None) -> str:
