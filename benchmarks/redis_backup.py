@@ -40,8 +40,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from rfbackup.config import RedisTarget
 from rfbackup.sandbox.redis import ThrowawayRedis
+from rfbackup.sources.redis.target import RedisTarget
 
 PASSWORD = "bench-redis-pw"
 PROBE_USER = "latency-probe"  # an ACL user without a password: nothing secret in argv

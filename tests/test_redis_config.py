@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from rfbackup.config import RedisTarget, Settings
+from rfbackup.config import Settings
 from rfbackup.errors import ConfigError
+from rfbackup.sources.redis.target import RedisTarget
 
 
 def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:

@@ -11,12 +11,12 @@ import pytest
 from pydantic import SecretStr
 from redis_support import assert_same, backup_to, contents
 
-from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
 from rfbackup.sandbox.redis import ThrowawayRedis
 from rfbackup.sources.redis import RedisSource
 from rfbackup.sources.redis.remote import restore_remote
 from rfbackup.sources.redis.replay import Payloads, Skipped, entries, glob_regex
+from rfbackup.sources.redis.target import RedisTarget
 
 
 def target_of(r: ThrowawayRedis) -> RedisTarget:

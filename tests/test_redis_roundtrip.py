@@ -11,12 +11,12 @@ import pytest
 from pydantic import SecretStr
 from redis_support import assert_same, backup_to, contents, fill
 
-from rfbackup.config import RedisTarget
 from rfbackup.sandbox.redis import ThrowawayRedis
 from rfbackup.sources.redis import RedisSource
 from rfbackup.sources.redis.check import check_file
 from rfbackup.sources.redis.remote import restore_remote
 from rfbackup.sources.redis.restore import LocalServer, restore_files
+from rfbackup.sources.redis.target import RedisTarget
 
 PASSWORD = "s3cret-redis-pw"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rfbackup import restore_checks, restore_plan, restore_sidecars, signing
-from rfbackup.config import PostgresTarget, Settings
+from rfbackup.config import Settings
 from rfbackup.engine import fetch
 from rfbackup.engine.fetch import Located, identities_for, locate, plaintext
 from rfbackup.errors import (
@@ -40,6 +40,7 @@ from rfbackup.restore_plan import RestorePlan
 from rfbackup.sources.postgres import dbprops, sqlguard, tools
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres.dumpfile import DumpShape, read_through
+from rfbackup.sources.postgres.target import PostgresTarget
 from rfbackup.storage.local import storage_error
 
 STAMP = "%Y%m%d_%H%M%S"

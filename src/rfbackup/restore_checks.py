@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from rfbackup.config import PostgresTarget
 from rfbackup.errors import RestoreError, RfBackupError
 from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres import verify_counts
+from rfbackup.sources.postgres.target import PostgresTarget
 
 if TYPE_CHECKING:
     from rfbackup.engine.fetch import Located

@@ -9,13 +9,13 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
-from rfbackup.config import PostgresTarget
 from rfbackup.engine.fetch import sidecar_key
 from rfbackup.errors import IntegrityError
 from rfbackup.logs import log
 from rfbackup.sources.postgres import restore as pg
 from rfbackup.sources.postgres import sqlguard, tools
 from rfbackup.sources.postgres.roles import missing_roles_script
+from rfbackup.sources.postgres.target import PostgresTarget
 from rfbackup.storage import read_bytes
 
 if TYPE_CHECKING:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from rfbackup.errors import RfBackupError
 
 if TYPE_CHECKING:
-    from rfbackup.config import PostgresTarget, Settings
+    from rfbackup.config import Settings
     from rfbackup.pitr.recover import Target
+    from rfbackup.sources.postgres.target import PostgresTarget
 
 
 def recover(settings: Settings, target: Target) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from rfbackup.logs import log
 from rfbackup.sources.postgres.dump import connect, list_tables
 
 if TYPE_CHECKING:
-    from rfbackup.config import PostgresTarget
     from rfbackup.drill.model import CheckResult
+    from rfbackup.sources.postgres.target import PostgresTarget
 
 
 def restored_counts(restored: PostgresTarget, result: CheckResult) -> dict[str, int]:

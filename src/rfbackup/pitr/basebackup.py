@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from rfbackup.config import PostgresTarget, Settings
+from rfbackup.config import Settings
 from rfbackup.engine.source import Keys, SourceBase
 from rfbackup.errors import ConfigError, IntegrityError, SourceError
 from rfbackup.lease import Lease
@@ -28,6 +28,7 @@ from rfbackup.manifest import Manifest
 from rfbackup.pipeline import BLOCK_SIZE
 from rfbackup.pitr.archive import WalArchive
 from rfbackup.pitr.walnames import Segment, end_segment, format_lsn, parse_lsn
+from rfbackup.sources.postgres.target import PostgresTarget
 from rfbackup.storage import Repository
 
 COMPONENT = "postgres-base"

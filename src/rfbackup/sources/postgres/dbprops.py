@@ -14,9 +14,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from rfbackup.config import PostgresTarget
 from rfbackup.errors import RestoreError
 from rfbackup.sources.postgres.dump import connect
+from rfbackup.sources.postgres.target import PostgresTarget
 
 DATABASE_PRIVILEGES = ("CREATE", "TEMPORARY", "CONNECT")
 # pg_dump's variable_is_guc_list_quote(): values that are lists of quoted names.

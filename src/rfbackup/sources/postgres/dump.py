@@ -18,10 +18,10 @@ import psycopg
 from psycopg import sql
 
 from rfbackup import interrupts
-from rfbackup.config import PostgresTarget
 from rfbackup.errors import SourceError
 from rfbackup.pipeline import BLOCK_SIZE
 from rfbackup.sources.postgres import tools, verify_counts
+from rfbackup.sources.postgres.target import PostgresTarget
 
 CHUNK = BLOCK_SIZE  # one compression block per read: handed over without copying
 

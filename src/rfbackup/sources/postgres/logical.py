@@ -17,8 +17,9 @@ from rfbackup.errors import ConfigError
 from rfbackup.naming import DBPROPS_SUFFIX, ROLES_SUFFIX, BackupName
 
 if TYPE_CHECKING:
-    from rfbackup.config import Environment, PostgresTarget, Settings
+    from rfbackup.config import Environment, Settings
     from rfbackup.sources.postgres.dump import DumpInfo
+    from rfbackup.sources.postgres.target import PostgresTarget
 
 COMPONENT = "postgres"
 

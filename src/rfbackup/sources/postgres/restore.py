@@ -15,11 +15,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from rfbackup.config import PostgresTarget
 from rfbackup.errors import RestoreError
 from rfbackup.pipeline import Readable
 from rfbackup.sources.postgres import tools, verify_counts
 from rfbackup.sources.postgres.dump import connect, count_rows, list_tables
+from rfbackup.sources.postgres.target import PostgresTarget
 
 MAINTENANCE_DBS = ("postgres", "template1")
 CHUNK = 1024 * 1024

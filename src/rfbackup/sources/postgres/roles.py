@@ -13,8 +13,8 @@ from typing import Any
 
 import psycopg
 
-from rfbackup.config import PostgresTarget
 from rfbackup.sources.postgres import tools
+from rfbackup.sources.postgres.target import PostgresTarget
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _ROLE_STMT = re.compile(rf"^(?:CREATE|ALTER) ROLE (?P<role>{_IDENT})[ ;]")

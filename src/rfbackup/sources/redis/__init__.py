@@ -22,8 +22,9 @@ from rfbackup.sources.redis.connection import info, keyspace
 from rfbackup.sources.redis.fetch import fetch
 
 if TYPE_CHECKING:
-    from rfbackup.config import RedisTarget, Settings
+    from rfbackup.config import Settings
     from rfbackup.sandbox.redis import ThrowawayRedis
+    from rfbackup.sources.redis.target import RedisTarget
     from rfbackup.storage import Repository
 
 COMPONENT = "redis"

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rfbackup.config import RedisTarget
 from rfbackup.errors import SourceError
+from rfbackup.sources.redis.target import RedisTarget
 
 CONNECT_TIMEOUT = 10.0
 

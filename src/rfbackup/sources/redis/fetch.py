@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from rfbackup.config import RedisTarget
 from rfbackup.errors import SourceError
 from rfbackup.sources.redis.connection import (
     client,
@@ -31,6 +30,7 @@ from rfbackup.sources.redis.connection import (
     read_line,
     send_command,
 )
+from rfbackup.sources.redis.target import RedisTarget
 
 EOF_MARK_SIZE = 40
 

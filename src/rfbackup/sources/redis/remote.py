@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
 from rfbackup.sources.redis.connection import client, one_line_errors
 from rfbackup.sources.redis.replay import Payloads, Skipped, entries, glob_regex
 from rfbackup.sources.redis.resp import RespPipe
 from rfbackup.sources.redis.restore import write_checked
+from rfbackup.sources.redis.target import RedisTarget
 
 BATCH_BYTES = 8 << 20  # a round is sent once it holds this much
 BIG_VALUE = 1 << 20  # values above this are sent in place, not copied into a round

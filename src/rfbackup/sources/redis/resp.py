@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rfbackup.config import RedisTarget
 from rfbackup.sources.redis.connection import open_socket
+from rfbackup.sources.redis.target import RedisTarget
 
 
 class RespPipe:

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from rfbackup.config import RedisTarget
 from rfbackup.errors import RestoreError
 from rfbackup.sources.redis.check import RdbCheck, RdbSummary
 from rfbackup.sources.redis.connection import client, keyspace, one_line_errors
+from rfbackup.sources.redis.target import RedisTarget
 
 CHUNK = 1 << 20
 

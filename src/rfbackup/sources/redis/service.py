@@ -21,7 +21,8 @@ from rfbackup.sources.redis import COMPONENT
 from rfbackup.sources.redis.connection import client, info, keyspace, one_line_errors
 
 if TYPE_CHECKING:
-    from rfbackup.config import RedisTarget, Settings
+    from rfbackup.config import Settings
+    from rfbackup.sources.redis.target import RedisTarget
 
 START_TIMEOUT = 300.0
 

@@ -15,10 +15,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from rfbackup.config import RedisTarget
 from rfbackup.errors import IntegrityError
 from rfbackup.sources.redis.check import RdbSummary
 from rfbackup.sources.redis.connection import client, keyspace, one_line_errors
+from rfbackup.sources.redis.target import RedisTarget
 
 if TYPE_CHECKING:
     from rfbackup.sandbox.redis import ThrowawayRedis
