@@ -86,7 +86,7 @@ def find(
 
 
 def _pg_ctl(data_dir: Path, *args: str) -> None:
-    from rfbackup.pitr.recover import as_owner
+    from rfbackup.pitr.server import as_owner
     from rfbackup.sources.postgres import tools
 
     version = data_dir / "PG_VERSION"
@@ -104,7 +104,7 @@ def _pg_ctl(data_dir: Path, *args: str) -> None:
 
 def start(data_dir: DataDirArgument) -> None:
     """Start a recovered copy as the owner of DIR, logging to DIR/rfbackup-pitr.log."""
-    from rfbackup.pitr.recover import LOG_NAME
+    from rfbackup.pitr.server import LOG_NAME
 
     _pg_ctl(data_dir, "-l", str(data_dir / LOG_NAME), "-w", "start")
     typer.echo(f"started {data_dir} (log: {data_dir / LOG_NAME})")

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 def recover(settings: Settings, target: Target) -> dict[str, Any]:
     from rfbackup.drill.checks.pitr import free_port
-    from rfbackup.pitr.recover import Request, owner_of, pitr
+    from rfbackup.pitr.recover import Request, pitr
+    from rfbackup.pitr.server import owner_of
 
     owner = owner_of(None)
     parent = Path(tempfile.mkdtemp(prefix="rfbackup-undelete-", dir=settings.tmp_dir))
@@ -60,7 +61,7 @@ def target(settings: Settings, port: int) -> PostgresTarget:
 
 
 def remove(settings: Settings, side_dir: str) -> None:
-    from rfbackup.pitr.recover import as_owner, owner_of
+    from rfbackup.pitr.server import as_owner, owner_of
     from rfbackup.sources.postgres import tools
 
     parent = Path(side_dir)

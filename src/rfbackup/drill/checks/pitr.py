@@ -57,14 +57,8 @@ class PitrCheck:
         return None
 
     def run(self, ctx: Context, result: CheckResult) -> None:
-        from rfbackup.pitr.recover import (
-            Request,
-            Target,
-            as_owner,
-            base_backups,
-            owner_of,
-            pitr,
-        )
+        from rfbackup.pitr.recover import Request, Target, base_backups, pitr
+        from rfbackup.pitr.server import as_owner, owner_of
         from rfbackup.sources.postgres import tools
 
         started = time.time()  # RPO from here: WAL archived after the drill began counts
