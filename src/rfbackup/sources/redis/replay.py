@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from rfbackup.errors import RestoreError
 from rfbackup.sources.redis.check import crc64
-from rfbackup.sources.redis.rdb import RdbFormatError, _flen, _fstr, _fvalue
+from rfbackup.sources.redis.rdbfast import RdbFormatError, _flen, _fstr, _fvalue
 
 BLOCK = 4 << 20
 _TAIL = struct.Struct("<HQ")
