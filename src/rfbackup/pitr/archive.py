@@ -189,8 +189,12 @@ class WalArchive:
 
     # -- push and fetch -------------------------------------------------------------------
 
-    def push(self, path: Path) -> bool:
+    def push(self, path: Path, exclusive: bool = False) -> bool:
         """Archive one file. True if stored, False if an identical copy was already there.
+
+        ``exclusive``: the caller is the only writer for this cluster (the pusher holds its
+        lock), so a partial copy of the same content left by a killed writer is removed and
+        the store retried once, instead of failing until someone cleans up.
 
         Raises IntegrityError for different content under the same name, or a segment from
         another cluster."""
@@ -217,7 +221,14 @@ class WalArchive:
             import pyrage
 
             blob = pyrage.encrypt(blob, self.recipients)
-        self.repo.put(key_for(name, sha, bool(self.recipients)), blob)
+        key = key_for(name, sha, bool(self.recipients))
+        try:
+            self.repo.put(key, blob)
+        except StorageError:
+            if not exclusive:
+                raise
+            self.repo.discard_partial(key)
+            self.repo.put(key, blob)
         return True
 
     def _check_segment(self, name: str, data: bytes, path: Path) -> None:

@@ -3,11 +3,13 @@
 PostgreSQL runs ``rfbackup wal-push %p`` once per 16 MB segment, and ``rfbackup wal-fetch %f %p``
 once per segment replayed. Loading the configuration costs about half a second, so:
 
-* ``wal-push`` also pushes up to ``push_batch - 1`` other segments that are ready
-  (``pg_wal/archive_status/*.ready``), in parallel, and leaves a marker for each in
-  ``pg_wal/rfbackup_status/``. When PostgreSQL then asks for one of those, the call finds
-  the marker and returns at once, before any configuration is read. (WAL-G does the same.)
-  The call is still synchronous: every segment is stored before it returns.
+* ``wal-push`` of a segment PostgreSQL marked ready (``pg_wal/archive_status/*.ready``) goes
+  through one background pusher per ``pg_wal`` (:mod:`rfbackup.pitr.pusher`), which reads the
+  configuration once and archives the ready segments in parallel rounds, leaving a marker for
+  each in ``pg_wal/rfbackup_status/``. A call returns when its own segment is stored (or
+  failed): later calls find their marker and return before any configuration is read.
+  (pgBackRest's async archive-push and WAL-G's ahead-push work the same way.)
+  A file without a ``.ready`` status is pushed by the call itself.
 * ``wal-fetch`` fetches the next ``prefetch`` segments of the same timeline into
   ``pg_wal/rfbackup_prefetch/`` after the one asked for, verified by sha256, and later calls
   take them from there.
@@ -24,25 +26,28 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rfbackup import interrupts
+from rfbackup.pitr.pusher import MARKER, STATUS_DIR, destination_key, push_async
+
+TYPE_CHECKING = False  # typing itself costs ~10 ms on every archive_command call
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rfbackup.config import PitrPolicy, Settings
     from rfbackup.pitr.archive import WalArchive
 
-STATUS_DIR = "rfbackup_status"
 PREFETCH_DIR = "rfbackup_prefetch"
-MARKER = ".pushed"
 FETCH_MISSING = 1
 FETCH_FATAL = 126
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) >= 2 and argv[0] == "wal-push" and _pushed_ahead(Path(argv[-1])):
-        return 0  # the common case under load, answered before anything else is imported
+    lean = _push_args(argv)
+    if lean is not None:  # the common case, answered before anything else is imported
+        code = push_async(*lean)
+        if code is not None:
+            return code
     import argparse
 
     parser = argparse.ArgumentParser(prog="rfbackup", description=__doc__.split("\n\n")[0])
@@ -55,6 +60,8 @@ def main(argv: list[str]) -> int:
     fetch.add_argument("dest", help="where PostgreSQL wants it (%%p)")
     fetch.add_argument("--repo", help="repository URL (default: the configured one)")
     args = parser.parse_args(argv)
+    from pathlib import Path
+
     if args.command == "wal-push":
         return push_command(Path(args.path), args.repo)
     return fetch_command(args.name, Path(args.dest), args.repo)
@@ -67,18 +74,30 @@ def _fail(command: str, message: str) -> None:
 # -- wal-push -----------------------------------------------------------------------------
 
 
-def _pushed_ahead(path: Path) -> bool:
-    """True if an earlier call's batch already archived ``path`` (its marker is consumed)."""
-    try:
-        (path.parent / STATUS_DIR / (path.name + MARKER)).unlink()
-    except OSError:
-        return False
-    return True
+def _push_args(argv: list[str]) -> tuple[str, str | None] | None:
+    """(path, --repo) of a plain ``wal-push [--repo URL] PATH``, else None (argparse's turn)."""
+    if not argv or argv[0] != "wal-push":
+        return None
+    paths: list[str] = []
+    repo: str | None = None
+    rest = argv[1:]
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--repo" and rest:
+            repo = rest.pop(0)
+        elif arg.startswith("--repo="):
+            repo = arg.removeprefix("--repo=")
+        elif arg.startswith("-") or paths:
+            return None
+        else:
+            paths.append(arg)
+    return (paths[0], repo) if paths else None
 
 
 def push_command(path: Path, repo_url: str | None) -> int:
-    if _pushed_ahead(path):
-        return 0
+    code = push_async(str(path), repo_url)
+    if code is not None:
+        return code
     from rfbackup.config import load
     from rfbackup.errors import RfBackupError
 
@@ -87,7 +106,9 @@ def push_command(path: Path, repo_url: str | None) -> int:
     try:
         settings = load()
         archive, policy = open_archive(repo_url, for_push=True, settings=settings)
-        marked = push_with_batch(archive, path, policy.push_batch, policy.push_threads)
+        marked = push_with_batch(
+            archive, path, policy.push_batch, policy.push_threads, destination_key(repo_url)
+        )
     except RfBackupError as exc:
         _fail("wal-push", str(exc))
         _report(settings, started, path, [], exc)
@@ -157,10 +178,12 @@ def ready_files(wal_dir: Path) -> list[str]:
     return sorted(names, key=lambda n: (not is_history(n), n))
 
 
-def push_with_batch(archive: WalArchive, path: Path, batch: int, threads: int) -> list[str]:
+def push_with_batch(
+    archive: WalArchive, path: Path, batch: int, threads: int, key: str = ""
+) -> list[str]:
     """Push ``path``, plus up to ``batch - 1`` other ready files in parallel. Only ``path``'s
     failure fails the call; the others are simply left for PostgreSQL to ask again.
-    Returns the names pushed ahead (marked)."""
+    Returns the names pushed ahead (marked with ``key``, the destination's)."""
     wal_dir = path.parent
     status = wal_dir / STATUS_DIR
     _drop_stale_markers(status, wal_dir)
@@ -171,6 +194,8 @@ def push_with_batch(archive: WalArchive, path: Path, batch: int, threads: int) -
         archive.push(path)
         return []
     from concurrent.futures import ThreadPoolExecutor
+
+    from rfbackup import interrupts
 
     marked = []
     with ThreadPoolExecutor(
@@ -186,7 +211,7 @@ def push_with_batch(archive: WalArchive, path: Path, batch: int, threads: int) -
             except Exception as exc:
                 print(f"rfbackup wal-push: {name} left for later: {exc}", file=sys.stderr)
                 continue
-            (status / (name + MARKER)).touch()
+            (status / (name + MARKER)).write_text(key)
             marked.append(name)
     return marked
 
@@ -253,6 +278,8 @@ def prefetch(archive: WalArchive, name: str, folder: Path, count: int, threads: 
         if not (folder / seg.name).exists():
             wanted.append(seg.name)
     from concurrent.futures import ThreadPoolExecutor
+
+    from rfbackup import interrupts
 
     with ThreadPoolExecutor(
         max_workers=threads, initializer=interrupts.leave_to_main_thread
