@@ -11,6 +11,14 @@
    mode for either; and, with --s3, rfbackup's wal-push into SeaweedFS.
 
 Needs the Debian package pgbackrest. Prints a table and the ratios (--json for a document).
+
+``--baseline-src DIR`` also times another version of rfbackup (a ``src`` folder, e.g. from
+``git archive main src | tar -x -C /tmp/base``) for the restore and the wal-push steps, in
+the same run, interleaved with this one: the table then has a "before" column.
+
+Like benchmarks/postgres_backup.py, rfbackup runs with a bytecode cache compiled once, untimed
+(``PYTHONPYCACHEPREFIX``), as an installed tool would; ``--no-bytecode-cache`` measures
+rfbackup compiling its modules at every start (``PYTHONDONTWRITEBYTECODE=1`` environments).
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ from rfbackup.sandbox import dataset
 from rfbackup.sandbox.postgres import PG_BIN, ThrowawayPostgres, free_port
 
 RFBACKUP = str(Path(sys.executable).with_name("rfbackup"))
+WARM_IMPORTS = (
+    "import importlib, pkgutil, rfbackup\n"
+    "for m in pkgutil.walk_packages(rfbackup.__path__, 'rfbackup.'):\n"
+    "    if not m.name.endswith('__main__'):\n"
+    "        importlib.import_module(m.name)\n"
+    "import zstandard, psycopg, boto3, pyrage\n"
+)
 PGBACKREST = shutil.which("pgbackrest") or "/usr/bin/pgbackrest"
 STANZA = "bench"
 
@@ -139,6 +154,28 @@ def make_wal(pg: ThrowawayPostgres, segments: int, into: Path) -> list[str]:
     return names
 
 
+def code_env(env: dict[str, str], cache: Path | None, src: str | None) -> dict[str, str]:
+    """``env`` for an rfbackup process: with the bytecode cache, and ``src`` first on the path."""
+    env = dict(env)
+    if cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(cache)
+    if src is not None:
+        env["PYTHONPATH"] = src
+    return env
+
+
+def wait_pusher(workdir: Path) -> None:
+    """Untimed: wait until a background pusher (rfbackup's pitr/pusher.py) has exited."""
+    import fcntl
+
+    lock = workdir / "pg_wal" / "rfbackup_status" / "pusher.lock"
+    if not lock.exists():
+        return
+    with open(lock) as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+
+
 def archiver(workdir: Path, command: str, env: dict[str, str]) -> tuple[float, int]:
     """Behave like PostgreSQL's archiver: oldest .ready first, one command at a time."""
     status = workdir / "pg_wal" / "archive_status"
@@ -154,7 +191,9 @@ def archiver(workdir: Path, command: str, env: dict[str, str]) -> tuple[float, i
             raise SystemExit(f"archive command failed for {name}: {proc.stderr.strip()}")
         os.rename(status / f"{name}.ready", status / f"{name}.done")
         pushed += 1
-    return time.monotonic() - t0, pushed
+    elapsed = time.monotonic() - t0
+    wait_pusher(workdir)
+    return elapsed, pushed
 
 
 def main() -> None:
@@ -163,9 +202,29 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=200, help="WAL segments to push")
     parser.add_argument("--s3", action="store_true", help="also time wal-push into SeaweedFS")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline-src", help="also time this rfbackup src folder (before)")
+    parser.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode_cache",
+        action="store_false",
+        help="let every rfbackup run compile its modules from source",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="rfbackup-pitr-bench-"))
     os.chmod(root, 0o755)
+    cache = shared(root / "pycache") if args.bytecode_cache else None
+    versions: dict[str, str | None] = {"rf": None}
+    if args.baseline_src:
+        versions["before"] = str(Path(args.baseline_src).resolve())
+    for code in versions.values():  # compile every module once, untimed
+        if cache is not None:
+            subprocess.run(
+                [sys.executable, "-c", WARM_IMPORTS],
+                env=code_env(dict(os.environ), cache, code),
+                check=True,
+            )
+    if cache is not None:
+        subprocess.run(["chmod", "-R", "a+rwX", str(cache)], check=True)
     results: dict[str, Any] = {}
     rf_repo = shared(root / "rf-repo")
     conf_holder: dict[str, Path] = {}
@@ -195,7 +254,9 @@ def main() -> None:
         results["database_bytes"] = int(
             pg.psql("SELECT sum(pg_database_size(oid)) FROM pg_database")
         )
-        env = {**os.environ, **pg.env("bench"), "RFBACKUP_REPOSITORY": str(rf_repo)}
+        env = code_env(
+            {**os.environ, **pg.env("bench"), "RFBACKUP_REPOSITORY": str(rf_repo)}, cache, None
+        )
 
         print("base backups ...", file=sys.stderr)
         results["rf_backup_s"] = timed([RFBACKUP, "backup", "base"], env=env, cwd=root)
@@ -227,6 +288,14 @@ def main() -> None:
             )
         )
         expected = pg.psql("SELECT count(*) FROM notes", "bench")
+        if "before" in versions:
+            before_dir = shared(root / "before-restore") / "data"
+            results["before_restore_s"] = timed(
+                [RFBACKUP, "pitr", "restore", "--latest", "--data-dir", str(before_dir)],
+                env=code_env(env, cache, versions["before"]),
+                cwd=root,
+            )
+            shutil.rmtree(before_dir.parent)
         results["rows_expected"] = expected
         results["rf_rows_restored"] = start_and_count(rf_dir, free_port())
         results["br_rows_restored"] = start_and_count(br_dir, free_port())
@@ -240,26 +309,33 @@ def main() -> None:
         names = make_wal(pg, args.segments, src)
         results["segments"] = len(names)
         results["wal_bytes"] = sum((src / "pg_wal" / n).stat().st_size for n in names)
-        for who in ("rf", "br"):
+        for who in ("rf", "br", "before"):
             shutil.copytree(src, root / f"wal-{who}", symlinks=True)
             subprocess.run(["chown", "-R", "postgres:postgres", str(root / f"wal-{who}")])
-        push_repo = shared(root / "rf-push-repo")
-        rf_cmd = f"{RFBACKUP} wal-push --repo {push_repo} %p"
         br_cmd = f"{' '.join(br)} --pg1-path={root / 'wal-br'} archive-push %p"
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "RFBACKUP_"))}
-        results["rf_push_s"], _ = archiver(root / "wal-rf", rf_cmd, clean)
-        results["br_push_s"], _ = archiver(root / "wal-br", br_cmd, clean)
+        for who, code in versions.items():  # rf, then pgBackRest, then the version before
+            push_repo = shared(root / f"{who}-push-repo")
+            rf_cmd = f"{RFBACKUP} wal-push --repo {push_repo} %p"
+            results[f"{who}_push_s"], _ = archiver(
+                root / f"wal-{who}", rf_cmd, code_env(clean, cache, code)
+            )
+            if who == "rf":
+                results["br_push_s"], _ = archiver(root / "wal-br", br_cmd, clean)
         if args.s3:
             from rfbackup.sandbox.seaweedfs import ThrowawayS3
 
             with ThrowawayS3() as s3:
                 s3.create_bucket("walbench")
-                shutil.copytree(src, root / "wal-s3", symlinks=True)
-                subprocess.run(["chown", "-R", "postgres:postgres", str(root / "wal-s3")])
-                s3_cmd = f"{RFBACKUP} wal-push --repo s3://walbench/wal-bench %p"
-                results["rf_push_s3_s"], _ = archiver(
-                    root / "wal-s3", s3_cmd, {**clean, **s3.env()}
-                )
+                for who, code in versions.items():
+                    shutil.copytree(src, root / f"wal-s3-{who}", symlinks=True)
+                    subprocess.run(
+                        ["chown", "-R", "postgres:postgres", str(root / f"wal-s3-{who}")]
+                    )
+                    s3_cmd = f"{RFBACKUP} wal-push --repo s3://walbench/{who} %p"
+                    results[f"{who}_push_s3_s"], _ = archiver(
+                        root / f"wal-s3-{who}", s3_cmd, code_env({**clean, **s3.env()}, cache, code)
+                    )
     finally:
         pg.cleanup()
         shutil.rmtree(root, ignore_errors=True)
@@ -273,34 +349,68 @@ def main() -> None:
     }
     if "rf_push_s3_s" in results:
         ratios["rf_push_s3_segments_per_s"] = n / results["rf_push_s3_s"]
+    if "before_push_s" in results:
+        ratios["before_push_segments_per_s"] = n / results["before_push_s"]
+        ratios["before_restore_time_vs_pgbackrest"] = (
+            results["before_restore_s"] / results["br_restore_s"]
+        )
+    if "before_push_s3_s" in results:
+        ratios["before_push_s3_segments_per_s"] = n / results["before_push_s3_s"]
+    results["load_average"] = os.getloadavg()
     if args.json:
         print(json.dumps({**results, **ratios}, indent=2))
         return
-    print(f"database {results['database_bytes'] / 1e9:.2f} GB, {n} WAL segments")
-    print(f"{'measure':34} {'rfbackup':>10} {'pgBackRest':>11} {'ratio':>7} target")
-    rows = [
-        ("base backup (s)", "rf_backup_s", "br_backup_s", "<= 1.2"),
-        ("base backup restore (s)", "rf_restore_s", "br_restore_s", "<= 1.2"),
-    ]
-    for label, a, b, target in rows:
-        print(
-            f"{label:34} {results[a]:10.2f} {results[b]:11.2f} "
-            f"{results[a] / results[b]:7.2f} {target}"
-        )
-    print(f"{'stored bytes':34} {results['rf_backup_bytes']:10d} {results['br_backup_bytes']:11d}")
-    print(
-        f"{'rows restored (expected ' + str(results['rows_expected']) + ')':34} "
-        f"{results['rf_rows_restored']:>10} {results['br_rows_restored']:>11}"
+    print_table(results, ratios, n)
+
+
+def print_table(results: dict[str, Any], ratios: dict[str, float], n: int) -> None:
+    """Ratios are rfbackup / pgBackRest (times: lower is better; rates: higher is better).
+    The "before" column is --baseline-src's figure and its ratio to pgBackRest."""
+    before = "before_push_s" in results
+    load = " ".join(f"{x:.1f}" for x in results["load_average"])
+    print(f"database {results['database_bytes'] / 1e9:.2f} GB, {n} WAL segments, load {load}")
+    head = f"{'measure':30} {'rfbackup':>9} {'pgBackRest':>10} {'ratio':>6} {'target':>7}"
+    print(head + (f" {'before':>8} {'ratio':>6}" if before else ""))
+
+    def row(label: str, ours: float, theirs: float | None, target: str, old: float | None) -> None:
+        line = f"{label:30} {ours:9.2f} "
+        if theirs is None:
+            line += f"{'':10} {'':6} {target:>7}"
+        else:
+            line += f"{theirs:10.2f} {ours / theirs:6.2f} {target:>7}"
+        if before and old is not None:
+            line += f" {old:8.2f}"
+            if theirs is not None:
+                line += f" {old / theirs:6.2f}"
+        print(line)
+
+    row("base backup (s)", results["rf_backup_s"], results["br_backup_s"], "<= 1.2", None)
+    row(
+        "base backup restore (s)",
+        results["rf_restore_s"],
+        results["br_restore_s"],
+        "<= 1.2",
+        results.get("before_restore_s"),
     )
+    print(f"{'stored bytes':30} {results['rf_backup_bytes']:9d} {results['br_backup_bytes']:10d}")
     print(
-        f"{'wal-push segments/s (local)':34} {ratios['rf_push_segments_per_s']:10.1f} "
-        f"{ratios['br_push_segments_per_s']:11.1f} "
-        f"{ratios['rf_push_segments_per_s'] / ratios['br_push_segments_per_s']:7.2f} >= 1.0"
+        f"{'rows (expected ' + str(results['rows_expected']) + ')':30} "
+        f"{results['rf_rows_restored']:>9} {results['br_rows_restored']:>10}"
+    )
+    row(
+        "wal-push segments/s (local)",
+        ratios["rf_push_segments_per_s"],
+        ratios["br_push_segments_per_s"],
+        ">= 2.0",
+        ratios.get("before_push_segments_per_s"),
     )
     if "rf_push_s3_segments_per_s" in ratios:
-        print(
-            f"{'wal-push segments/s (S3)':34} {ratios['rf_push_s3_segments_per_s']:10.1f} "
-            f"{'':11} {'':7} >= 10"
+        row(
+            "wal-push segments/s (S3)",
+            ratios["rf_push_s3_segments_per_s"],
+            None,
+            ">= 10",
+            ratios.get("before_push_s3_segments_per_s"),
         )
 
 
