@@ -138,8 +138,13 @@ def test_push_sends_ready_segments_ahead_and_later_calls_are_instant(
         work / "pg_wal" / "archive_status" / f"{segs[0].name}.ready",
         work / "pg_wal" / "archive_status" / f"{segs[0].name}.done",
     )
-    r = wal("wal-push", str(segs[1]), repo="/nonexistent/repo/never/read")
+    # the repository is moved away: an answer that read it would fail or recreate it
+    # (a marker counts only for the same destination, so the same --repo is given)
+    os.rename(repo, f"{repo}.away")
+    r = wal("wal-push", str(segs[1]), repo=repo)
     assert r.returncode == 0, r.stderr
+    assert not os.path.exists(repo)
+    os.rename(f"{repo}.away", repo)
     assert not (work / "pg_wal" / "rfbackup_status" / f"{segs[1].name}.pushed").exists()
     # and what was pushed ahead fetches back byte for byte
     for seg in segs:
