@@ -118,12 +118,17 @@ class WalArchive:
         level: int = 3,
         recipients: list[Any] | None = None,
         identities: list[Any] | None = None,
+        replica: Repository | None = None,
+        replica_required: bool = True,
     ) -> None:
         self.repo = repo
         self.level = level
         self.recipients = recipients or []
         self.identities = identities or []
+        self.replica = replica  # pushes reach it too, before they count as archived
+        self.replica_required = replica_required
         self._info: ArchiveInfo | None = None
+        self._replica_has_info = False
 
     # -- the archive's identity -------------------------------------------------------------
 
@@ -210,6 +215,7 @@ class WalArchive:
         sha = hashlib.sha256(data).hexdigest()
         for copy in self.copies(name):
             if copy.sha256 == sha:
+                self._to_replica(copy.key)  # a retry after the replica failed
                 return False
             raise IntegrityError(
                 f"{name} is already archived with different content "
@@ -229,7 +235,30 @@ class WalArchive:
                 raise
             self.repo.discard_partial(key)
             self.repo.put(key, blob)
+        self._to_replica(key)
         return True
+
+    def _to_replica(self, key: str) -> None:
+        """Copy an archived file (and, once, the archive's identity) to the replica. With
+        the replica required, a failed copy fails the push: PostgreSQL keeps the segment
+        and retries, and the retry finds the primary's copy and copies only."""
+        if self.replica is None:
+            return
+        from rfbackup.replication import copy_object
+
+        try:
+            wanted = [key] if self._replica_has_info else [INFO_KEY, key]
+            for k in wanted:
+                if self.replica.stat(k) is None:
+                    copy_object(self.repo, self.replica, k)
+            self._replica_has_info = True
+        except (StorageError, OSError) as exc:
+            message = f"{key} is archived in {self.repo.url}, but not in the replica: {exc}"
+            if self.replica_required:
+                raise StorageError(message) from None
+            from rfbackup.logs import log
+
+            log.warning("%s (rfbackup replica sync copies it later)", message)
 
     def _check_segment(self, name: str, data: bytes, path: Path) -> None:
         header = read_header(data, str(path))

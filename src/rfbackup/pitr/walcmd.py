@@ -160,7 +160,15 @@ def open_archive(
             from rfbackup.encryption import parse_recipients
 
             recipients = parse_recipients(keys)
-        return WalArchive(repo, policy.wal_zstd_level, recipients=recipients), policy
+        replica = settings.open_replica()
+        archive = WalArchive(
+            repo,
+            policy.wal_zstd_level,
+            recipients=recipients,
+            replica=replica,
+            replica_required=settings.replica.required,
+        )
+        return archive, policy
     identities = settings.encryption.identities()
     return WalArchive(repo, policy.wal_zstd_level, identities=identities), policy
 
