@@ -52,6 +52,7 @@ from rfbackup.ops.options import (
     ScheduleOptions,
 )
 from rfbackup.storage import check_url
+from rfbackup.storage.objectlock import ObjectLockOptions
 
 __all__ = [
     "ArtifactsPolicy",
@@ -97,6 +98,7 @@ class Settings(BaseSettings):
     signing: SigningOptions = SigningOptions()  # RFBACKUP_SIGNING__KEY_FILE, __PUBLIC_KEYS
     locks: LockOptions = LockOptions()  # RFBACKUP_LOCKS__DIR, RFBACKUP_LOCKS__LEASE_SECONDS
     replica: ReplicaOptions = ReplicaOptions()  # RFBACKUP_REPLICA__URL=s3://... and its access
+    object_lock: ObjectLockOptions = ObjectLockOptions()  # RFBACKUP_OBJECT_LOCK__MODE=compliance
     metrics: MetricsOptions = MetricsOptions()  # RFBACKUP_METRICS__PUSHGATEWAY_URL=...
     schedule: ScheduleOptions = ScheduleOptions()  # RFBACKUP_SCHEDULE__POSTGRES="0 2 * * *"
     freshness: FreshnessOptions = FreshnessOptions()  # RFBACKUP_FRESHNESS__POSTGRES_HOURS=48
@@ -167,7 +169,19 @@ class Settings(BaseSettings):
 
         url = url or self.primary_repository
         # Only S3 URLs need boto3: local backups skip its import (~0.3 s of start-up).
-        return open_repository(url, self.s3.storage_settings() if url.startswith("s3://") else None)
+        if not url.startswith("s3://"):
+            return open_repository(url)
+        return open_repository(url, self.s3.storage_settings(), self.lock_policy())
+
+    def lock_policy(self) -> Any:
+        """The Object Lock policy (storage/objectlock.py): each component's keep-days."""
+        from rfbackup.storage.objectlock import lock_policy
+
+        days = {"postgres": self.postgres.keep_days, "base": self.pitr.keep_days}
+        days["wal"] = self.pitr.keep_days
+        o = self.object_lock
+        production = self.env is Environment.production
+        return lock_policy(o.mode, o.margin, days, o.keep_days, production)
 
     def open_replica(self) -> Any:
         """The replica repository, or None when none is configured."""
@@ -175,7 +189,9 @@ class Settings(BaseSettings):
             return None
         from rfbackup.storage import open_repository
 
-        return open_repository(self.replica.url, self.replica.storage_settings())
+        return open_repository(
+            self.replica.url, self.replica.storage_settings(), self.lock_policy()
+        )
 
     def open_fallback(self) -> Any:
         """Where backups go when the primary S3 repository is unreachable (staging: the local

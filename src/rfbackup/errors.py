@@ -94,3 +94,9 @@ class ModeSwitchError(RfBackupError):
     """Switching STANDBY/LIVE failed: the API refused, a rollout timed out, pods are stale."""
 
     exit_code = 13
+
+
+class NotImmutable(RfBackupError):
+    """``rfbackup check``: the repository, or objects in it, lack the Object Lock they need."""
+
+    exit_code = 14

@@ -12,6 +12,7 @@ from rfbackup.engine.registry import Keep
 from rfbackup.errors import ConfigError, StorageError
 from rfbackup.locks import is_locked
 from rfbackup.logs import log
+from rfbackup.prune_locks import delete_backup, extend_kept, hold_locked
 from rfbackup.retention import Decision, Policy, plan
 from rfbackup.sources.postgres.logical import COMPONENT
 from rfbackup.storage import Repository
@@ -85,9 +86,11 @@ def _prune(
             include_unmanaged=include_unmanaged and (not dry_run or not is_locked(lock_file)),
             delete_damaged=delete_damaged,
         )
+        when = now or datetime.now(UTC)
         entries = [e for e in catalog.scan(repo, lock_file) if _belongs(e, component)]
-        for d in plan(entries, policy, now or datetime.now(UTC)):
-            done.append((repo.url, d))
+        planned = plan(entries, policy, when)
+        extend_kept(repo, planned, when, dry_run)  # what the plan keeps stays locked
+        for d in hold_locked(repo, planned, when):
             if d.entry.status in catalog.DAMAGED and not d.delete:
                 log.warning(
                     "kept %s from %s (%s): %s; `rfbackup prune --delete-damaged` removes it",
@@ -96,14 +99,16 @@ def _prune(
                     d.entry.status,
                     d.entry.problem,
                 )
-            if not d.delete:
-                continue
-            if dry_run:
+            if d.locked_until is not None:
+                log.info("kept %s in %s: %s", d.entry.name, repo.url, d.reason)
+            if d.delete and dry_run:
                 log.info("would delete %s from %s: %s", d.entry.name, repo.url, d.reason)
-                continue
-            # Manifest first: once it is gone the backup no longer counts, whatever happens.
-            repo.delete(reversed(d.entry.object_keys()))
-            log.info("deleted %s from %s: %s", d.entry.name, repo.url, d.reason)
+            elif d.delete:
+                # Manifest first: once it is gone the backup no longer counts, whatever happens.
+                d = delete_backup(repo, d)
+                if d.delete:
+                    log.info("deleted %s from %s: %s", d.entry.name, repo.url, d.reason)
+            done.append((repo.url, d))
     return done
 
 

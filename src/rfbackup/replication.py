@@ -1,7 +1,10 @@
 """Copies between repositories: the cross-region replica, and the staging fallback.
 
 A backup is copied object by object, sidecars first and the manifest last, so a copy
-interrupted half way is never taken for a backup on the other side. ``check`` compares the
+interrupted half way is never taken for a backup on the other side. Copies go through the
+replica's ``writer``, so a replica bucket with Object Lock locks them like the primary
+(retain-until = copy time + keep-days + margin); a locked copy that differs is reported,
+never deleted. ``check`` compares the
 two sides by key, size and the manifests' sha256; ``sync`` repairs what differs.
 """
 
@@ -14,6 +17,7 @@ from rfbackup.errors import StorageError
 from rfbackup.logs import log
 from rfbackup.pipeline import read_chunks
 from rfbackup.storage import ObjectInfo, Repository
+from rfbackup.storage.objectlock import LockedObjects
 
 
 def copy_object(src: Repository, dst: Repository, key: str) -> None:
@@ -125,7 +129,12 @@ def sync(primary: Repository, replica: Repository, dry_run: bool, deep: bool = F
             continue
         entry = entries[diff.name]
         if diff.problem == "different":
-            replica.delete(reversed(entry.object_keys()))  # manifest first: never half a backup
+            try:  # manifest first: never half a backup
+                replica.delete(reversed(entry.object_keys()))
+            except LockedObjects as exc:  # Object Lock: the replica's copy stays; reported
+                log.warning("cannot replace %s on %s: %s", diff.name, replica.url, exc)
+                diff.detail += "; locked on the replica, not replaced"
+                continue
         copy_backup(primary, replica, entry)
         log.info("copied %s to %s (%s)", diff.name, replica.url, diff.problem)
     return found

@@ -42,13 +42,19 @@ class Decision:
     entry: Entry
     delete: bool
     reason: str
+    locked_until: datetime | None = None  # S3 Object Lock still holds one of its objects
 
     def to_dict(self) -> dict[str, object]:
         return {
             **self.entry.to_dict(),
             "action": "delete" if self.delete else "keep",
             "reason": self.reason,
+            "locked_until": _utc(self.locked_until),
         }
+
+
+def _utc(when: datetime | None) -> str | None:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
 
 
 def plan(entries: list[Entry], policy: Policy, now: datetime) -> list[Decision]:

@@ -18,6 +18,7 @@ from typer._click.exceptions import NoArgsIsHelpError
 from rfbackup import __version__
 from rfbackup.cli import artifacts as artifacts_cmd
 from rfbackup.cli import backup as backup_cmd
+from rfbackup.cli import check as check_cmd
 from rfbackup.cli import dr as dr_cmd
 from rfbackup.cli import drill as drill_cmd
 from rfbackup.cli import k8s as k8s_cmd
@@ -67,6 +68,8 @@ app.command("unlock")(unlock_cmd.unlock)
 app.command("drill")(drill_cmd.drill)
 app.command("mode")(mode_cmd.mode)
 app.add_typer(dr_cmd.app, name="dr")
+app.command("check")(check_cmd.check)
+app.command("undelete")(check_cmd.undelete)
 app.command("wal-push", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_push)
 app.command("wal-fetch", rich_help_panel=HOOKS_PANEL)(wal_cmd.wal_fetch)
 app.command("wal-verify")(wal_cmd.wal_verify)
@@ -205,7 +208,11 @@ def _show_prune(done: list[tuple[str, Decision]], dry_run: bool, as_json: bool) 
             {d.entry.name: f"{verb if d.delete else 'keep'}: {d.reason}" for d in decisions},
         )
     gone = sum(d.delete for _, d in done)
-    typer.echo(f"{gone} {'would be ' if dry_run else ''}deleted, {len(done) - gone} kept", err=True)
+    locked = sum(d.locked_until is not None or d.reason.startswith("locked") for _, d in done)
+    held = f" ({locked} locked by Object Lock)" if locked else ""
+    typer.echo(
+        f"{gone} {'would be ' if dry_run else ''}deleted, {len(done) - gone} kept{held}", err=True
+    )
 
 
 @app.command("prune-databases")

@@ -391,7 +391,13 @@ def _show_prune(result: PitrPlan, dry_run: bool, as_json: bool) -> None:
         typer.echo(f"{d.entry.name}\t{verb if d.delete else 'keep'}: {d.reason}")
     typer.echo(
         f"WAL: {len(result.wal_delete)} file(s) {verb}, {result.wal_keep} kept"
-        + (f" (from {result.wal_from})" if result.wal_from else " (no base backup to anchor)"),
+        + (f" (from {result.wal_from})" if result.wal_from else " (no base backup to anchor)")
+        + (
+            f"; {result.wal_locked} older kept, locked until "
+            f"{result.wal_locked_until:%Y-%m-%d %H:%M:%S} UTC"
+            if result.wal_locked_until
+            else ""
+        ),
     )
 
 

@@ -127,8 +127,9 @@ class ThrowawayS3:
                 time.sleep(0.3)
         raise RuntimeError(f"SeaweedFS did not become ready: {last}")
 
-    def create_bucket(self, name: str) -> None:
-        self.client().create_bucket(Bucket=name)
+    def create_bucket(self, name: str, object_lock: bool = False) -> None:
+        """``object_lock``: like ``--object-lock-enabled-for-bucket`` (versioning included)."""
+        self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

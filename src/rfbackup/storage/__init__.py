@@ -10,6 +10,7 @@ from rfbackup.errors import ConfigError
 from rfbackup.storage.base import ObjectInfo, ObjectWriter, Repository, put_bytes, read_bytes
 
 if TYPE_CHECKING:
+    from rfbackup.storage.objectlock import LockPolicy
     from rfbackup.storage.s3 import S3Settings
 
 __all__ = [
@@ -58,14 +59,18 @@ def check_url(url: str, what: str = "repository") -> str:
     return url
 
 
-def open_repository(url: str, s3: S3Settings | None = None) -> Repository:
-    """A path (``backups/``, ``/srv/backups``, ``file:///srv/backups``) or ``s3://bucket/prefix``."""
+def open_repository(
+    url: str, s3: S3Settings | None = None, lock: LockPolicy | None = None
+) -> Repository:
+    """A path (``backups/``, ``/srv/backups``, ``file:///srv/backups``) or ``s3://bucket/prefix``.
+
+    ``lock``: the Object Lock policy of an S3 repository (a folder ignores it)."""
     check_url(url)
     if url.startswith("s3://"):
         from rfbackup.storage.s3 import S3Repository, S3Settings
 
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        return S3Repository(bucket, prefix, s3 or S3Settings())
+        return S3Repository(bucket, prefix, s3 or S3Settings(), lock)
     from rfbackup.storage.local import LocalRepository
 
     return LocalRepository(Path(url.removeprefix("file://")))

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from rfbackup.storage.objectlock import Protection, Retention, RetentionPolicy
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,27 @@ class Repository(Protocol):
     def put_conditional(self, key: str, data: bytes, if_match: str | None) -> str | None:
         """Write ``key`` only if it is absent (``if_match`` None) or still at version
         ``if_match``: the new tag, or None when the condition did not hold. For leases."""
+        ...
+
+    # Object Lock (storage/objectlock.py). Every object written gets the retention of
+    # ``retention_policy()`` by its key; a local repository has none and answers None/0.
+
+    def protection(self) -> Protection | None:
+        """The bucket's versioning and Object Lock; None where there are no such things."""
+        ...
+
+    def retention_policy(self) -> RetentionPolicy | None: ...
+
+    def object_retention(self, key: str) -> Retention | None:
+        """The lock on the current version of ``key``, or None."""
+        ...
+
+    def locked_until(self, key: str, now: datetime) -> Retention | None:
+        """The longest lock any version of ``key`` still holds at ``now``, or None."""
+        ...
+
+    def extend_retention(self, key: str, retention: Retention) -> int:
+        """Lengthen (never shorten) the locks of ``key``'s versions; how many changed."""
         ...
 
 

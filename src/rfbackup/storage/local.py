@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from rfbackup.errors import NotFound, StorageError
 from rfbackup.storage.base import ObjectInfo
+from rfbackup.storage.objectlock import Retention
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -183,6 +184,22 @@ class LocalRepository:
 
     def describe(self, key: str) -> str:
         return str(self._path(key))
+
+    # A folder has no Object Lock: these answer "no lock", and retention settings are ignored.
+    def protection(self) -> None:
+        return None
+
+    def retention_policy(self) -> None:
+        return None
+
+    def object_retention(self, key: str) -> None:
+        return None
+
+    def locked_until(self, key: str, now: datetime) -> None:
+        return None
+
+    def extend_retention(self, key: str, retention: Retention) -> int:
+        return 0
 
     def read_tagged(self, key: str) -> tuple[bytes, str] | None:
         try:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import boto3
@@ -28,7 +29,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from rfbackup import interrupts
 from rfbackup.errors import NotFound, StorageError
+from rfbackup.storage import s3lock
 from rfbackup.storage.base import ObjectInfo
+from rfbackup.storage.objectlock import (
+    LockedObjects,
+    LockPolicy,
+    Protection,
+    Retention,
+    RetentionPolicy,
+)
 
 MIN_PART = 5 * 1024 * 1024
 MAX_PARTS = 10_000
@@ -70,7 +79,7 @@ class S3Writer:
         # the write shows as in progress in listings from its first moment.
         try:
             resp = repo.client.create_multipart_upload(
-                Bucket=repo.bucket, Key=self.full, **repo.sse_args()
+                Bucket=repo.bucket, Key=self.full, **repo.sse_args(), **repo.lock_args(key)
             )
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, f"upload of {repo.describe(key)}") from None
@@ -202,8 +211,13 @@ class _BodyReader(io.RawIOBase):
 class S3Repository:
     layout = "component"
 
-    def __init__(self, bucket: str, prefix: str, settings: S3Settings) -> None:
+    def __init__(
+        self, bucket: str, prefix: str, settings: S3Settings, lock: LockPolicy | None = None
+    ) -> None:
         self.bucket = bucket
+        self.lock = lock  # Object Lock intent; resolved against the bucket on first use
+        self._protection: Protection | None = None
+        self._resolved: tuple[RetentionPolicy | None] | None = None
         self.prefix = prefix.strip("/")
         self.settings = settings
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -226,7 +240,7 @@ class S3Repository:
     def full_key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _relative(self, full: str) -> str:
+    def relative(self, full: str) -> str:
         return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def sse_args(self) -> dict[str, str]:
@@ -236,6 +250,54 @@ class S3Repository:
         if self.settings.kms_key_id:
             args["SSEKMSKeyId"] = self.settings.kms_key_id
         return args
+
+    def protection(self) -> Protection:
+        """The bucket's versioning and Object Lock (asked once)."""
+        if self._protection is None:
+            try:
+                self._protection = s3lock.protection(self)
+            except (ClientError, BotoCoreError) as exc:
+                raise s3_error(exc, f"Object Lock query of s3://{self.bucket}") from None
+        return self._protection
+
+    def retention_policy(self) -> RetentionPolicy | None:
+        """The retention every object written here gets, or None (resolved once)."""
+        if self._resolved is None:
+            self._resolved = (s3lock.resolve(self),)
+        return self._resolved[0]
+
+    def lock_args(self, key: str) -> dict[str, Any]:
+        policy = self.retention_policy()
+        r = policy.for_key(key, datetime.now(UTC)) if policy else None
+        return {} if r is None else {"ObjectLockMode": r.mode, "ObjectLockRetainUntilDate": r.until}
+
+    def object_retention(self, key: str) -> Retention | None:
+        """The lock on ``key``'s current version, None when it has none (or is absent)."""
+        try:
+            return s3lock.head_retention(self, key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise s3_error(exc, f"retention of {self.describe(key)}") from None
+        except BotoCoreError as exc:
+            raise s3_error(exc, f"retention of {self.describe(key)}") from None
+
+    def locked_until(self, key: str, now: datetime) -> Retention | None:
+        """The longest lock still held at ``now`` by any version of ``key``."""
+        if not self.protection().object_lock:
+            return None
+        try:
+            held = s3lock.locks_of(self, key, now)
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"retention of {self.describe(key)}") from None
+        return max((r for _, r in held), key=lambda r: r.until, default=None)
+
+    def extend_retention(self, key: str, retention: Retention) -> int:
+        """Lengthen the locks of ``key``'s versions to ``retention`` (never shortens)."""
+        try:
+            return s3lock.extend(self, key, retention)
+        except (ClientError, BotoCoreError) as exc:
+            raise s3_error(exc, f"retention extension of {self.describe(key)}") from None
 
     def writer(self, key: str) -> S3Writer:
         return S3Writer(self, key)
@@ -248,6 +310,7 @@ class S3Repository:
                 Body=data,
                 IfNoneMatch="*",
                 **self.sse_args(),
+                **self.lock_args(key),
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
@@ -290,9 +353,7 @@ class S3Repository:
             for page in pages:
                 for obj in page.get("Contents", []):
                     found.append(
-                        ObjectInfo(
-                            self._relative(obj["Key"]), int(obj["Size"]), obj["LastModified"]
-                        )
+                        ObjectInfo(self.relative(obj["Key"]), int(obj["Size"]), obj["LastModified"])
                     )
             if include_partial:
                 uploads = self.client.get_paginator("list_multipart_uploads").paginate(
@@ -300,14 +361,30 @@ class S3Repository:
                 )
                 for page in uploads:
                     for up in page.get("Uploads", []):
-                        found.append(
-                            ObjectInfo(self._relative(up["Key"]), 0, up["Initiated"], True)
-                        )
+                        found.append(ObjectInfo(self.relative(up["Key"]), 0, up["Initiated"], True))
         except (ClientError, BotoCoreError) as exc:
             raise s3_error(exc, f"listing of {self.url}") from None
         yield from sorted(found, key=lambda o: (o.key, o.partial))
 
     def delete(self, keys: Iterable[str]) -> None:
+        """In a bucket with Object Lock, every version of each key goes (a plain DELETE would
+        only add a delete marker); locked versions stay, and LockedObjects names them."""
+        if self.protection().object_lock:
+            wanted = builtins.list(keys)
+            try:
+                refused = s3lock.delete_versions(self, wanted)
+            except (ClientError, BotoCoreError) as exc:
+                raise s3_error(exc, f"delete in {self.url}") from None
+            locked = sorted({k for k, code in refused if code == "AccessDenied"})
+            other = [(k, c) for k, c in refused if c != "AccessDenied"]
+            if other:
+                raise StorageError(
+                    f"S3 delete failed for {len(other)} version(s), e.g. {other[0][0]}: "
+                    f"{other[0][1]}"
+                )
+            if locked:
+                raise LockedObjects(locked, self.url)
+            return
         batch: builtins.list[str] = []
         for key in keys:
             batch.append(self.full_key(key))
@@ -371,6 +448,7 @@ class S3Repository:
                 Body=data,
                 **condition,
                 **self.sse_args(),
+                **self.lock_args(key),
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
