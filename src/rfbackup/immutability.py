@@ -79,8 +79,6 @@ def bucket_report(repo: Repository, wanted: RetentionPolicy | None) -> Immutabil
     if protection is None:
         report.problems.append("a local folder has no Object Lock: use an S3 bucket")
         return report
-    if protection.versioning != "Enabled":
-        report.problems.append(f"versioning is {protection.versioning}, not Enabled")
     if not protection.object_lock:
         report.problems.append(
             "Object Lock is not enabled on the bucket (create it with "
@@ -88,6 +86,8 @@ def bucket_report(repo: Repository, wanted: RetentionPolicy | None) -> Immutabil
         )
     elif wanted is None:
         report.problems.append("object_lock.mode is off: new objects are written unlocked")
+    if protection.versioning != "Enabled":
+        report.problems.append(f"versioning is {protection.versioning}, not Enabled")
     return report
 
 

@@ -53,7 +53,12 @@ def check(
         _show(report)
     must_lock = immutable or s.env is Environment.production
     if must_lock and not report.ok:
-        what = report.problems[0] if report.problems else f"{len(report.findings)} object(s)"
+        what = "; ".join(report.problems)
+        if report.findings:
+            what = (what + "; " if what else "") + (
+                f"{len(report.findings)} object(s) without the retention they need, "
+                f"e.g. {report.findings[0].key}: {report.findings[0].problem}"
+            )
         raise NotImmutable(f"{repository.url} is not immutable: {what}")
 
 
