@@ -33,9 +33,6 @@ def lock_of(repo: Repository, keys: list[str], now: datetime) -> Retention | Non
 
 def hold_locked(repo: Repository, decisions: list[Decision], now: datetime) -> list[Decision]:
     """Each planned deletion whose objects are still locked becomes a keep, with the date."""
-    protection = repo.protection()
-    if protection is None or not protection.object_lock:
-        return decisions
     out = []
     for d in decisions:
         lock = lock_of(repo, d.entry.object_keys(), now) if d.delete else None

@@ -80,9 +80,6 @@ def make_plan(archive: WalArchive, policy: Policy, now: datetime) -> PitrPlan:
 
 def _hold_locked_wal(archive: WalArchive, result: PitrPlan, now: datetime) -> None:
     """WAL before the cut that Object Lock still holds stays (counted, with the last date)."""
-    protection = archive.repo.protection()
-    if protection is None or not protection.object_lock:
-        return
     free = []
     for entry in result.wal_delete:
         lock = archive.repo.locked_until(entry.key, now)

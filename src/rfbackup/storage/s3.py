@@ -260,6 +260,14 @@ class S3Repository:
                 raise s3_error(exc, f"Object Lock query of s3://{self.bucket}") from None
         return self._protection
 
+    def _locked_bucket(self) -> bool:
+        """Does the bucket have Object Lock? Unknown (no permission to ask) counts as no:
+        then deletes are plain DELETEs, which in a locked bucket only add delete markers."""
+        try:
+            return self.protection().object_lock
+        except StorageError:
+            return False
+
     def retention_policy(self) -> RetentionPolicy | None:
         """The retention every object written here gets, or None (resolved once)."""
         if self._resolved is None:
@@ -284,7 +292,7 @@ class S3Repository:
 
     def locked_until(self, key: str, now: datetime) -> Retention | None:
         """The longest lock still held at ``now`` by any version of ``key``."""
-        if not self.protection().object_lock:
+        if not self._locked_bucket():
             return None
         try:
             held = s3lock.locks_of(self, key, now)
@@ -369,7 +377,7 @@ class S3Repository:
     def delete(self, keys: Iterable[str]) -> None:
         """In a bucket with Object Lock, every version of each key goes (a plain DELETE would
         only add a delete marker); locked versions stay, and LockedObjects names them."""
-        if self.protection().object_lock:
+        if self._locked_bucket():
             wanted = builtins.list(keys)
             try:
                 refused = s3lock.delete_versions(self, wanted)
