@@ -54,16 +54,17 @@ def test_production_unlocked_bucket_warns_on_every_run_and_fails_check(
 ) -> None:
     bucket = new_bucket(s3)
     extra = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{bucket}/{PREFIX}", **PROD}
-    for _ in range(2):
-        b = env.run("backup", "postgres", **extra)
+    warning = f"production repository s3://{bucket} has no Object Lock"
+    for args in (("backup", "postgres"), ("prune", "--dry-run", "--keep-min", "0")):
+        b = env.run(*args, **extra)
         assert b.returncode == 0, b.stderr
-        assert f"production repository s3://{bucket} has no Object Lock" in b.stderr
+        assert warning in b.stderr, args
     r = env.run("check", **extra)
     assert r.returncode == 12
     assert "Object Lock is not enabled" in r.stderr
     # Not production: no warning, and check reports without failing.
     dev = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{bucket}/{PREFIX}"}
-    b = env.run("backup", "postgres", **dev)
+    b = env.run("prune", "--dry-run", "--keep-min", "0", **dev)
     assert b.returncode == 0 and "Object Lock" not in b.stderr
     assert env.run("check", **dev).returncode == 0
 
