@@ -174,11 +174,13 @@ class Settings(BaseSettings):
         return open_repository(url, self.s3.storage_settings(), self.lock_policy())
 
     def lock_policy(self) -> Any:
-        """The Object Lock policy (storage/objectlock.py): each component's keep-days."""
+        """The Object Lock policy (storage/objectlock.py): the keep-days of each component
+        (its registered retention, for keys under ``COMPONENT/``; PITR's for base/ and wal/)."""
+        from rfbackup.engine.registry import retention
         from rfbackup.storage.objectlock import lock_policy
 
-        days = {"postgres": self.postgres.keep_days, "base": self.pitr.keep_days}
-        days["wal"] = self.pitr.keep_days
+        days = {c: keep.days for c, keep in retention(self).items()}
+        days.update(base=self.pitr.keep_days, wal=self.pitr.keep_days)
         o = self.object_lock
         production = self.env is Environment.production
         return lock_policy(o.mode, o.margin, days, o.keep_days, production)

@@ -124,7 +124,12 @@ def sync(primary: Repository, replica: Repository, dry_run: bool, deep: bool = F
             continue
         if diff.name.startswith("wal/"):  # a WAL object is its own whole
             if diff.problem == "different":
-                replica.delete([diff.name])
+                try:
+                    replica.delete([diff.name])
+                except LockedObjects as exc:  # locked on the replica: kept, reported
+                    log.warning("cannot replace %s on %s: %s", diff.name, replica.url, exc)
+                    diff.detail += "; locked on the replica, not replaced"
+                    continue
             copy_object(primary, replica, diff.name)
             continue
         entry = entries[diff.name]
