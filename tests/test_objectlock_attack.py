@@ -1,6 +1,6 @@
 """A ransomware run with the backup's own S3 key against a locked bucket: it deletes every
 version it can, overwrites every key, deletes every key. Every backup stays restorable:
-`rfbackup undelete` brings the locked originals back and the restore matches the data.
+`rfbackup unhide` brings the locked originals back and the restore matches the data.
 
 Run with ``-s`` to see the transcript (the issue's closing note quotes it)."""
 
@@ -54,18 +54,18 @@ def test_a_stolen_key_cannot_destroy_locked_backups(env: Env, s3: ThrowawayS3) -
     print("after the attack, rfbackup list:", [(e["name"], e["status"]) for e in listed])
     assert not any(e["status"] == "ok" for e in listed)
 
-    dry = env.run("undelete", "--dry-run", "--json", **extra)
+    dry = env.run("unhide", "--dry-run", "--json", **extra)
     assert dry.returncode == 0, dry.stderr
     assert len(json.loads(dry.stdout)["restored"]) == 8
-    run = env.run("undelete", **extra)
+    run = env.run("unhide", **extra)
     print(run.stdout + run.stderr)
     assert run.returncode == 0, run.stderr
     listed = json.loads(env.run("list", "--json", **extra).stdout)
-    print("after undelete, rfbackup list:", [(e["name"], e["status"]) for e in listed])
+    print("after unhide, rfbackup list:", [(e["name"], e["status"]) for e in listed])
     assert sorted((e["name"], e["status"]) for e in listed) == sorted(
         [(first, "ok"), (second, "ok")]
     )
-    assert json.loads(env.run("undelete", "--json", **extra).stdout)["restored"] == []
+    assert json.loads(env.run("unhide", "--json", **extra).stdout)["restored"] == []
 
     for name, expected in ((first, before), (second, after_second)):
         copy = f"{env.dbname}_{name.rsplit('/', 1)[1][:15]}"

@@ -28,12 +28,12 @@ def test_check_immutable_passes_on_locked_backups_and_catches_a_planted_object(
     planted = "postgres/20250101_000000.sql.gz"
     s3.client().put_object(Bucket=bucket, Key=f"{PREFIX}/{planted}", Body=b"not locked")
     bad = env.run("check", "--immutable", "--json", **extra)
-    assert bad.returncode == 12, bad.stdout + bad.stderr
+    assert bad.returncode == 14, bad.stdout + bad.stderr
     doc = json.loads(bad.stdout)
     assert [(f["key"], f["problem"]) for f in doc["findings"]] == [(planted, "no retention")]
     assert "is not immutable: 1 object(s) without the retention" in bad.stderr
     text = env.run("check", "--immutable", **extra)
-    assert text.returncode == 12 and planted in text.stdout
+    assert text.returncode == 14 and planted in text.stdout
 
     # Without --immutable, outside production, only the bucket is reported.
     assert env.run("check", **extra).returncode == 0
@@ -43,7 +43,7 @@ def test_check_immutable_fails_on_a_bucket_without_object_lock(env: Env, s3: Thr
     bucket = new_bucket(s3)
     extra = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{bucket}/{PREFIX}"}
     r = env.run("check", "--immutable", "--json", **extra)
-    assert r.returncode == 12
+    assert r.returncode == 14
     doc = json.loads(r.stdout)
     assert (doc["versioning"], doc["object_lock"]) == ("Off", False)
     assert "Object Lock is not enabled" in r.stderr
@@ -60,7 +60,7 @@ def test_production_unlocked_bucket_warns_on_every_run_and_fails_check(
         assert b.returncode == 0, b.stderr
         assert warning in b.stderr, args
     r = env.run("check", **extra)
-    assert r.returncode == 12
+    assert r.returncode == 14
     assert "Object Lock is not enabled" in r.stderr
     # Not production: no warning, and check reports without failing.
     dev = {**s3.env(), "RFBACKUP_REPOSITORY": f"s3://{bucket}/{PREFIX}"}

@@ -1,11 +1,11 @@
-"""Are the backups immutable? ``rfbackup check [--immutable]`` and ``rfbackup undelete``.
+"""Are the backups immutable? ``rfbackup check [--immutable]`` and ``rfbackup unhide``.
 
 ``check`` asks the bucket whether versioning and Object Lock are on and, with
 ``--immutable``, samples stored objects (the newest of each component, then a random
 sample) and verifies each carries a retention at least as long as its policy needs:
 retain-until >= last-modified + the component's keep-days, in the configured mode.
 
-``undelete`` undoes what a stolen key can do to a locked bucket: it cannot remove a locked
+``unhide`` undoes what a stolen key can do to a locked bucket: it cannot remove a locked
 version, only hide it behind a delete marker or a newer version. For each key whose oldest
 version is still locked (ours: rfbackup never overwrites a key) but is not the current one,
 that version is copied back on top, locked as before.
@@ -146,17 +146,17 @@ class Undeleted:
         }
 
 
-def undelete(repo: Repository, now: datetime, dry_run: bool) -> list[Undeleted]:
+def unhide(repo: Repository, now: datetime, dry_run: bool) -> list[Undeleted]:
     """Bring back every locked version hidden by a delete marker or a newer version."""
     if not isinstance(repo, S3Repository):
-        raise ConfigError(f"{repo.url} is a folder: undelete needs an S3 bucket with versions")
+        raise ConfigError(f"{repo.url} is a folder: unhide needs an S3 bucket with versions")
     try:
-        return _undelete(repo, now, dry_run)
+        return _unhide(repo, now, dry_run)
     except (ClientError, BotoCoreError) as exc:
-        raise s3_error(exc, f"undelete in {repo.url}") from None
+        raise s3_error(exc, f"unhide in {repo.url}") from None
 
 
-def _undelete(repo: S3Repository, now: datetime, dry_run: bool) -> list[Undeleted]:
+def _unhide(repo: S3Repository, now: datetime, dry_run: bool) -> list[Undeleted]:
     by_key = defaultdict(list)
     for v in versions(repo, ""):
         if not v.key.startswith(EXEMPT_PREFIXES):

@@ -1,4 +1,4 @@
-"""``rfbackup check`` (is the repository protected?) and ``rfbackup undelete``."""
+"""``rfbackup check`` (is the repository protected?) and ``rfbackup unhide``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def check(
 ) -> None:
     """Check that backups cannot be deleted: bucket versioning, Object Lock, retention.
 
-    In production a bucket without Object Lock fails (exit 12); elsewhere it is reported. With --immutable any object whose lock is missing or too short fails (exit 12). See docs/immutability.md.
+    In production a bucket without Object Lock fails (exit 14); elsewhere it is reported. With --immutable any object whose lock is missing or too short fails (exit 14). See docs/immutability.md.
     """  # noqa: E501
     from rfbackup.config import Environment
     from rfbackup.errors import ConfigError
@@ -84,7 +84,7 @@ def _show(report: object) -> None:
         print_rows(["KEY", "PROBLEM", "NEEDED UNTIL (UTC)"], rows)
 
 
-def undelete(
+def unhide(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only show what would be brought back.")
     ] = False,
@@ -100,7 +100,7 @@ def undelete(
     Object Lock keeps every locked version; a delete only hides it behind a delete marker, an overwrite behind a newer version. This copies each locked original back on top (locked as before). Nothing is deleted.
     """  # noqa: E501
     from rfbackup.errors import ConfigError
-    from rfbackup.immutability import undelete as run
+    from rfbackup.immutability import unhide as run
 
     s = settings(env, repo)
     repository = s.open_replica() if replica else s.open_repository()
