@@ -2,11 +2,12 @@
 
 Writes stream into a multipart upload (:mod:`rfbackup.storage.s3writer`): parts of
 ``part_size`` bytes go up on a few threads while the next ones are produced, so memory
-stays at about ``part_size * (concurrency + 1)`` whatever the size of the backup. Nothing is visible until the upload completes; a failed
-or interrupted write aborts its upload, so no parts and no partial object remain. Objects
-are never overwritten (``If-None-Match: *``). In a bucket with Object Lock, every write
-carries the retention of :mod:`rfbackup.storage.objectlock` and a delete removes every
-version of a key (:mod:`rfbackup.storage.s3lock`).
+stays at about ``part_size * (concurrency + 1)`` whatever the size of the backup. Nothing
+is visible until the upload completes; a failed or interrupted write aborts its upload,
+so no parts and no partial object remain. Objects are never overwritten
+(``If-None-Match: *``). In a bucket with Object Lock, every write carries the retention
+of :mod:`rfbackup.storage.objectlock` and a delete removes every version of a key
+(:mod:`rfbackup.storage.s3lock`).
 
 Credentials and endpoint come from the standard AWS chain (``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``, profiles, instance
