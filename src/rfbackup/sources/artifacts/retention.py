@@ -75,9 +75,13 @@ def save_ledger(store: Store, ledger: dict[str, float], old_keys: list[str]) -> 
     store.repo.delete(old_keys)  # the newest ledger replaces them
 
 
-def _trustworthy(store: Store, ledger: dict[str, float], report: Extended) -> bool:
-    """Check a few entries against the bucket: the ledger may claim no more than it holds."""
-    for key in random.sample(sorted(ledger), min(SAMPLE, len(ledger))):
+def _trustworthy(
+    store: Store, ledger: dict[str, float], wanted: set[str], report: Extended
+) -> bool:
+    """Check a few entries of objects this run needs (so they exist: a pack prune deleted may
+    still have its entry) against the bucket: the ledger may claim no more than it holds."""
+    known = sorted(wanted & ledger.keys())
+    for key in random.sample(known, min(SAMPLE, len(known))):
         held = store.repo.object_retention(key)
         if held is None or held.until.timestamp() + 1 < ledger[key]:
             report.ledger_wrong += 1
@@ -111,8 +115,8 @@ def extend_on_use(
     target = Retention(policy.mode, snapshot_until + max(needed / 10, timedelta(seconds=1)))
     report.until = target.until
     ledger, old_keys = load_ledger(store)
-    trusted = _trustworthy(store, ledger, report)
     wanted = set(old) | {CONFIG_KEY} | {o.key for o in store.repo.list(KEYS)}
+    trusted = _trustworthy(store, ledger, wanted, report)
     report.needed = len(wanted)
     for key in sorted(wanted):
         known = ledger.get(key) if trusted else None
