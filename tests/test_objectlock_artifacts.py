@@ -30,8 +30,8 @@ def _locked_repo(tmp: Path, s3: ThrowawayS3) -> Repo:
         "RFBACKUP_ARTIFACTS__KEY_FILE": str(tmp / "writer.key"),
         "RFBACKUP_LOCKS__DIR": str(locks),
         "RFBACKUP_OBJECT_LOCK__MODE": "compliance",
-        "RFBACKUP_OBJECT_LOCK__MARGIN": "PT10M",
-        "RFBACKUP_ARTIFACTS__KEEP_DAYS": "0",
+        "RFBACKUP_OBJECT_LOCK__MARGIN": "PT1H",
+        "RFBACKUP_ARTIFACTS__KEEP_DAYS": "0",  # locks of 1 hour (the margin), refresh 6 minutes
     }
     reader = {**writer, "RFBACKUP_ENCRYPTION__IDENTITY_FILE": str(identity)}
     repo = Repo(cwd, writer, reader, url, s3, bucket)
