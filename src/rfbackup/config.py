@@ -175,12 +175,14 @@ class Settings(BaseSettings):
 
     def lock_policy(self) -> Any:
         """The Object Lock policy (storage/objectlock.py): the keep-days of each component
-        (its registered retention, for keys under ``COMPONENT/``; PITR's for base/ and wal/)."""
+        (its registered retention, for keys under ``COMPONENT/``; PITR's for base/ and wal/;
+        artifacts' own keep-days, which only `rfbackup artifacts prune` applies)."""
         from rfbackup.engine.registry import retention
         from rfbackup.storage.objectlock import lock_policy
 
         days = {c: keep.days for c, keep in retention(self).items()}
         days.update(base=self.pitr.keep_days, wal=self.pitr.keep_days)
+        days.update(artifacts=self.artifacts.keep_days)
         o = self.object_lock
         production = self.env is Environment.production
         return lock_policy(o.mode, o.margin, days, o.keep_days, production)

@@ -22,10 +22,11 @@ def list_backups(
 ) -> None:
     """List backups of every component, newest first, with their status.
 
-    Logical dumps, base backups, Redis snapshots... and one line summing up the WAL
-    archive (first and last segment, gaps). Files without a manifest (e.g. made by the
-    old scripts) are shown as no-manifest. Exits 8 after the listing when a manifest
-    could not be read (its backup's state is unknown).
+    Logical dumps, base backups, Redis snapshots... one line summing up the WAL
+    archive (first and last segment, gaps) and one for the artifact snapshots (how many,
+    newest, stored size; `rfbackup artifacts list` shows them). Files without a manifest
+    (e.g. made by the old scripts) are shown as no-manifest. Exits 8 after the listing
+    when a manifest could not be read (its backup's state is unknown).
     """
     from rfbackup import catalog
     from rfbackup.engine.locks import repository_lock
@@ -41,14 +42,24 @@ def list_backups(
         from rfbackup.pitr.summary import wal_summary
 
         wal = wal_summary(repository)
+    arts = None
+    if not components or "artifacts" in components:
+        from rfbackup.sources.artifacts.summary import artifacts_summary
+
+        arts = artifacts_summary(repository)
+    summaries = [x for x in (wal, arts) if x is not None]
     if as_json:
-        print_json([e.to_dict() for e in entries] + ([wal] if wal else []))
-    elif not entries and wal is None:
+        print_json([e.to_dict() for e in entries] + summaries)
+    elif not entries and not summaries:
         typer.echo(f"no backups in {repository.url}", err=True)
     else:
         table(entries)
         if wal is not None:
             typer.echo(wal_line(wal))
+        if arts is not None:
+            from rfbackup.sources.artifacts.summary import artifacts_line
+
+            typer.echo(artifacts_line(arts))
     unread = [e for e in entries if e.status == catalog.UNREADABLE]
     if unread:  # listed, but their state is unknown: a script must not take this as fine
         from rfbackup.errors import StorageError

@@ -8,7 +8,8 @@ object written through ``writer``/``put`` carries ``ObjectLockMode`` and
 chosen by the key's first folder (``postgres/``, ``base/``, ``wal/``, ``redis/``...).
 Callers never pass a retention: it follows from the key.
 
-Leases (``locks/``) are exempt: they are rewritten and deleted all the time.
+Leases (``locks/``) and artifact caches (``artifacts/cache/``) are exempt: they are
+rewritten and deleted all the time.
 Local repositories have no locks and ignore all of this.
 """
 
@@ -24,7 +25,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rfbackup.errors import StorageError
 
 LockMode = Literal["compliance", "governance", "off"]
-EXEMPT_PREFIXES = ("locks/",)  # leases: rewritten every heartbeat, deleted at the end
+# Leases (rewritten every heartbeat, deleted at the end) and the artifact backup job's caches
+# (stat cache, lock ledger: replaced every run, never needed by a restore; losing one only
+# makes the next run read files again or ask the bucket for locks).
+EXEMPT_PREFIXES = ("locks/", "artifacts/cache/")
 # Components without their own keep-days setting yet, from the runbook's retention table.
 DEFAULT_COMPONENT_DAYS = {"redis": 7, "artifacts": 90}
 

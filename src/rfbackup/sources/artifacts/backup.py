@@ -1,6 +1,7 @@
 """``rfbackup backup artifacts``: walk the paths, store new chunks and trees, then the snapshot.
 
-Order of writes: packs, then the index of what they hold, then the stat cache, then the
+Order of writes: packs, then the index of what they hold, then the stat cache, then (with
+Object Lock) longer locks on the older objects the snapshot reuses (retention.py), then the
 snapshot (the commit point). A run killed before the snapshot leaves packs no snapshot uses;
 ``prune`` removes them once they are older than its grace period.
 """
@@ -11,6 +12,7 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,9 @@ from rfbackup.sources.artifacts import index as index_mod
 from rfbackup.sources.artifacts import statcache
 from rfbackup.sources.artifacts.chunker import Chunker
 from rfbackup.sources.artifacts.index import Index, Location
-from rfbackup.sources.artifacts.packs import DATA, TREE, PackWriter, compress
-from rfbackup.sources.artifacts.store import Store
+from rfbackup.sources.artifacts.packs import DATA, TREE, PackWriter, compress, pack_key
+from rfbackup.sources.artifacts.retention import extend_on_use
+from rfbackup.sources.artifacts.store import INDEX, Store
 from rfbackup.sources.artifacts.tree import Snapshot, encode_tree, new_snapshot, write_snapshot
 
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -48,6 +51,7 @@ class Stats:
     stored_bytes: int = 0  # what the new packs take in the repository
     vanished: int = 0
     unreadable: int = 0
+    locks_extended: int = 0  # older objects whose Object Lock this run lengthened
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -63,6 +67,7 @@ class Walker:
     new_cache: statcache.Cache = field(default_factory=dict)
     new_entries: dict[bytes, Location] = field(default_factory=dict)
     added: set[bytes] = field(default_factory=set)
+    reused: set[bytes] = field(default_factory=set)  # blobs of earlier runs this snapshot uses
     hardlinks: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
@@ -76,7 +81,10 @@ class Walker:
 
     def put_blob(self, data: bytes | memoryview, kind: int) -> bytes:
         blob_id = self.store.key.chunk_id(data)
-        if blob_id in self.known or blob_id in self.added:
+        if blob_id in self.known:
+            self.reused.add(blob_id)
+            return blob_id
+        if blob_id in self.added:
             return blob_id
         self.added.add(blob_id)
         self.packs.add(blob_id, compress(data, self.options.zstd_level), len(data), kind)
@@ -166,6 +174,7 @@ class Walker:
             and all(i in self.known or i in self.added for i in old_ids)
         ):
             ids: list[bytes] | None = old_ids
+            self.reused.update(i for i in old_ids if i in self.known)
             size = st.st_size
             self.new_cache[pk] = old
             self.stats.unchanged_files += 1
@@ -228,6 +237,7 @@ def run_backup(store: Store, paths: list[Path], options: Options) -> Snapshot:
     """Back up ``paths`` (absolute) into one snapshot; the caller holds the lease."""
     # one Python frame pair per folder level (no C stack in 3.11): deep trees are fine
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
+    started = datetime.now(UTC)
     names = [p.name or "root" for p in paths]
     absolute = [str(p) for p in paths]
     index = Index.load(store, strict=False)
@@ -251,9 +261,18 @@ def run_backup(store: Store, paths: list[Path], options: Options) -> Snapshot:
             w.packs.abort()
             raise
     w.stats.stored_bytes = w.packs.stored_bytes
+    new_objects = {pack_key(loc.pack) for loc in w.new_entries.values()}
     if w.new_entries:
-        index_mod.write(store, w.new_entries)
+        new_objects.add(f"{INDEX}{index_mod.write(store, w.new_entries)}")
     statcache.save(store, absolute, w.new_cache, old_keys)
+    old_packs = {w.known[i].pack for i in w.reused}
+    old_objects = {pack_key(p) for p in old_packs}
+    old_objects.update(k for p in old_packs for k in index.named_by.get(p, ()))
+    ensure_held()
+    policy = store.repo.retention_policy()
+    w.stats.locks_extended = len(
+        extend_on_use(store, old_objects, new_objects, policy, started).extended
+    )
     snap = new_snapshot(absolute, root, bool(w.errors), w.errors)
     snap.stats = w.stats.to_dict()
     ensure_held()  # another run took our lease meanwhile: publish nothing

@@ -73,6 +73,7 @@ class Index:
     def __init__(self) -> None:
         self.entries: dict[bytes, Location] = {}
         self.objects: list[str] = []
+        self.named_by: dict[str, set[str]] = {}  # pack -> the index objects that name it
         self.bad: list[tuple[str, str]] = []
 
     @classmethod
@@ -93,6 +94,8 @@ class Index:
                 continue
             idx.objects.append(obj.key)
             idx.entries.update(found)
+            for loc in found.values():
+                idx.named_by.setdefault(loc.pack, set()).add(obj.key)
         return idx
 
     def packs(self) -> set[str]:
