@@ -98,7 +98,7 @@ def test_edited_key_count_fails(
     client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
     before = redis_servers()
 
-    code, out, err = drill(env)
+    code, out, _err = drill(env)
 
     assert code != 0
     (c,) = out["components"]
