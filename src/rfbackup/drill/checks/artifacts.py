@@ -30,12 +30,11 @@ class ArtifactsCheck:
     order = 40
 
     def skip_reason(self, ctx: Context) -> str | None:
-        from rfbackup.sources.artifacts.store import read_config
+        from rfbackup.sources.artifacts.store import SNAPSHOTS
 
-        try:
-            read_config(ctx.repo)
-        except RfBackupError:
-            return f"no artifact repository in {ctx.repo.url}"
+        # A damaged config or snapshot is a finding for run(), not a reason to skip.
+        if not any(True for _ in ctx.repo.list(SNAPSHOTS)):
+            return f"no artifact snapshot in {ctx.repo.url}"
         if not ctx.settings.encryption.identities():
             return (
                 "artifact snapshots are encrypted: set RFBACKUP_ENCRYPTION__IDENTITY_FILE "
