@@ -106,3 +106,14 @@ def test_edited_key_count_fails(
     assert any(i.startswith("key counts") for i in c["issues"]), c["issues"]
     assert redis_servers() <= before
     assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_no_redis_server_binary_says_why(env: dict[str, str]) -> None:
+    assert rf(env, "backup", "redis").returncode == 0
+    env = {**env, "PATH": "/nonexistent"}  # no redis-server on this host
+
+    code, doc, _err = drill(env)  # asked for by --component: not run is a failure
+
+    assert code != 0, doc
+    (c,) = doc["components"]
+    assert "no redis-server binary" in c["issues"][0], c["issues"]
