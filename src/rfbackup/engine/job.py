@@ -172,15 +172,18 @@ def _stream_data(repo: Repository, source: Source, key: str, age: list[Any]) -> 
 
     opened: StoredStream | None = None
     try:
-        with interrupts.deferred():  # the partial file exists only with its abort
-            opened = StoredStream(
-                repo.writer(key), source.compression, source.level, source.threads, age
-            )
-        stream = opened
         with closing(source.stream()) as chunks:
-            first = next(chunks, None)  # the source has started: its label and estimate
+            # The source has started (a source may yield b"" as soon as it has, before any
+            # data): only now is the partial write begun, so an interruption while the
+            # source starts never finds a half-started source behind a partial file.
+            first = next(chunks, None)
+            with interrupts.deferred():  # the partial file exists only with its abort
+                opened = StoredStream(
+                    repo.writer(key), source.compression, source.level, source.threads, age
+                )
+            stream = opened
             with Reporter(source.progress_label, source.size_estimate) as progress:
-                if first is not None:
+                if first:
                     stream.write(first)
                     progress.advance(len(first))
                 for chunk in chunks:

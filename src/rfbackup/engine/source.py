@@ -91,7 +91,9 @@ class Source(Protocol):
         ...
 
     def stream(self) -> Generator[bytes]:
-        """The bytes to store, in chunks. Raising at any point fails the backup."""
+        """The bytes to store, in chunks. Raising at any point fails the backup. A source
+        whose start is slow (a connection, a child process) may first yield ``b""`` once it
+        has started: the engine opens the partial write only after the first chunk."""
         ...
 
     def sidecars(self) -> list[Sidecar]:

@@ -87,6 +87,7 @@ class PostgresLogical(SourceBase):
         with PostgresDump(self.target, self.dump_format) as dump:
             self.progress_label = f"dumping {dump.info.database['name']}"
             self.size_estimate = dump.size_estimate
+            yield b""  # pg_dump runs: the engine may begin the partial write now
             first = True
             for chunk in dump.chunks():
                 if first and self.dump_format == "plain":
