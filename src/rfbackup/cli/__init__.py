@@ -36,6 +36,7 @@ from rfbackup.cli.common import (
     EnvOption,
     JsonOption,
     RepoOption,
+    confirmer,
     print_json,
     reported,
     settings,
@@ -239,9 +240,7 @@ def prune_databases(
         preview = [d.name for d in run(s, keep_days, dry_run=True) if d.drop]
         if preview:
             question = f"Drop {len(preview)} database(s): {', '.join(preview)}?"
-            if not sys.stdin.isatty():
-                raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
-            if not typer.confirm(question, default=False, err=True):
+            if not confirmer(yes)(question):
                 raise Aborted("nothing was dropped")
     decisions = run(s, keep_days, dry_run=dry_run)
     if as_json:

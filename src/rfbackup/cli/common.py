@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from rfbackup.errors import Aborted
 from rfbackup.report import Kind, Run, RunReport, reporting
 
 if TYPE_CHECKING:
@@ -108,3 +109,16 @@ def reported(s: Settings, component: str, kind: Kind, what: str = "") -> Iterato
         failure_is=_is_failure,
     ) as run:
         yield run
+
+
+def confirmer(yes: bool) -> Callable[[str], bool]:
+    """Ask on a terminal; without one, refuse unless --yes."""
+
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
+        return typer.confirm(question, default=False, err=True)
+
+    return confirm

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rfbackup.cli.common import EnvOption, JsonOption, print_json, settings
-from rfbackup.cli.restore import confirmer
+from rfbackup.cli.common import EnvOption, JsonOption, confirmer, print_json, settings
 
 app = typer.Typer(
     help="Disaster-recovery playbooks: each step audited in the repository, resumable.",

@@ -3,34 +3,18 @@ short for ``restore postgres FILE`` (the runbook's form, see cli/legacy.py)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from rfbackup.cli import artifacts
-from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, print_json, settings
-from rfbackup.errors import Aborted
+from rfbackup.cli.common import EnvOption, JsonOption, RepoOption, confirmer, print_json, settings
 
 app = typer.Typer(
     help="Restore a backup. `rfbackup restore FILE` restores a PostgreSQL backup.",
     no_args_is_help=True,
 )
-
-
-def confirmer(yes: bool) -> Callable[[str], bool]:
-    """Ask on a terminal; without one, refuse unless --yes."""
-
-    def confirm(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            raise Aborted(f"{question} -- confirmation needed: re-run with --yes")
-        return typer.confirm(question, default=False, err=True)
-
-    return confirm
 
 
 @app.command("postgres")
