@@ -16,10 +16,7 @@ from croniter import croniter
 
 from rfbackup import catalog
 from rfbackup.config import Settings
-from rfbackup.sources.artifacts import PREFIX as ARTIFACTS
 from rfbackup.storage import Repository
-
-ARTIFACT_SNAPSHOTS = f"{ARTIFACTS}snapshots/"  # written last, like every manifest
 
 
 @dataclass
@@ -158,7 +155,9 @@ def collect(settings: Settings, now: datetime) -> Status:
     status.components.append(rd)
 
     art = ComponentStatus("artifacts", "not set up", fresh.artifacts_hours)
-    newest_snapshot = max((o.modified for o in repo.list(ARTIFACT_SNAPSHOTS)), default=None)
+    from rfbackup.sources.artifacts.store import SNAPSHOTS  # written last, like a manifest
+
+    newest_snapshot = max((o.modified for o in repo.list(SNAPSHOTS)), default=None)
     if newest_snapshot is not None:  # written last: the time of the newest whole snapshot
         _judge(art, newest_snapshot, now)
         art.next_run = next_run(settings.schedule.artifacts, now)
