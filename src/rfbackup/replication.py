@@ -124,12 +124,17 @@ def sync(primary: Repository, replica: Repository, dry_run: bool, deep: bool = F
             continue
         if diff.name.startswith("wal/"):  # a WAL object is its own whole
             if diff.problem == "different":
-                try:
-                    replica.delete([diff.name])
-                except LockedObjects as exc:  # locked on the replica: kept, reported
-                    log.warning("cannot replace %s on %s: %s", diff.name, replica.url, exc)
-                    diff.detail += "; locked on the replica, not replaced"
-                    continue
+                # Neither copy is proven right by its size (the key holds the sha256 of the
+                # segment, not of the stored bytes): never delete the replica's on doubt.
+                log.warning(
+                    "%s differs between %s and %s: kept both; compare them with "
+                    "`rfbackup wal-fetch` from each",
+                    diff.name,
+                    primary.url,
+                    replica.url,
+                )
+                diff.detail += "; not replaced (never deleted on doubt)"
+                continue
             copy_object(primary, replica, diff.name)
             continue
         entry = entries[diff.name]
