@@ -25,13 +25,18 @@ def work() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def archived(repo: str | Path) -> dict[str, bytes]:
+def archived(repo: str | Path, *, partials: bool = False) -> dict[str, bytes]:
     """What the archive holds, read without rfbackup: a walk of wal/, each file unpacked with
-    zstandard and checked against the sha256 in its name. Name -> original bytes."""
+    zstandard and checked against the sha256 in its name. Name -> original bytes.
+
+    partials=True lets hidden `.NAME.partial` files through (a write killed mid-way leaves one;
+    it is never a stored copy, and the next push of that segment removes it)."""
     found = {}
     for dirpath, _dirs, files in os.walk(Path(repo) / "wal"):
         for file in files:
             if file == "archive.json":
+                continue
+            if partials and file.startswith(".") and file.endswith(".partial"):
                 continue
             assert file.endswith(".zst") and not file.startswith("."), file
             name, _, sha = file.removesuffix(".zst").partition("-")
