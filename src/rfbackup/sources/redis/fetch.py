@@ -103,21 +103,32 @@ def _replication(
 
 
 def _exactly(sock: socket.socket, size: int, chunk_size: int, t: RedisTarget) -> Iterator[bytes]:
+    """``size`` bytes, yielded in chunks of ``chunk_size`` (the last one shorter): the socket
+    is read into one buffer until a chunk is full, so that the consumers (check, compressor,
+    hash) see a few large chunks instead of thousands of small recv() results."""
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
     left = size
     try:
         while left:
-            try:
-                chunk = sock.recv(min(chunk_size, left))
-            except OSError as exc:
-                raise SourceError(
-                    f"redis {t.display}: transfer failed after {size - left} of {size} bytes: {exc}"
-                ) from None
-            if not chunk:
-                raise SourceError(
-                    f"redis {t.display}: connection lost after {size - left} of {size} bytes"
-                )
-            left -= len(chunk)
-            yield chunk
+            want = min(chunk_size, left)
+            filled = 0
+            while filled < want:
+                try:
+                    n = sock.recv_into(view[filled:want])
+                except OSError as exc:
+                    got = size - left + filled
+                    raise SourceError(
+                        f"redis {t.display}: transfer failed after {got} of {size} bytes: {exc}"
+                    ) from None
+                if not n:
+                    raise SourceError(
+                        f"redis {t.display}: connection lost after {size - left + filled} of "
+                        f"{size} bytes"
+                    )
+                filled += n
+            left -= want
+            yield bytes(view[:want])
     finally:
         sock.close()
 
@@ -125,30 +136,37 @@ def _exactly(sock: socket.socket, size: int, chunk_size: int, t: RedisTarget) ->
 def _until_mark(
     sock: socket.socket, mark: bytes, chunk_size: int, t: RedisTarget
 ) -> Iterator[bytes]:
-    held = b""  # the last 40 bytes may be the end mark: never yield them early
+    """The payload up to the 40-byte end mark, in chunks of ``chunk_size`` (the last one
+    shorter). The mark counts when a read ends with it, as in redis-cli; the last 40 bytes
+    received may be the mark, so they are never yielded early."""
+    size = chunk_size + EOF_MARK_SIZE
+    buf = bytearray(size)
+    view = memoryview(buf)
+    filled = 0  # bytes in buf; the first ``chunk_size`` go out once the buffer is full
     received = 0
     try:
         while True:
             try:
-                chunk = sock.recv(chunk_size)
+                n = sock.recv_into(view[filled:])
             except OSError as exc:
                 raise SourceError(
                     f"redis {t.display}: transfer failed after {received} bytes: {exc}"
                 ) from None
-            if not chunk:
+            if not n:
                 raise SourceError(
                     f"redis {t.display}: connection lost after {received} bytes "
                     "(no end-of-file mark)"
                 )
-            received += len(chunk)
-            data = held + chunk
-            if data.endswith(mark):
-                if len(data) > EOF_MARK_SIZE:
-                    yield data[:-EOF_MARK_SIZE]
+            received += n
+            filled += n
+            if filled >= EOF_MARK_SIZE and view[filled - EOF_MARK_SIZE : filled] == mark:
+                if filled > EOF_MARK_SIZE:
+                    yield bytes(view[: filled - EOF_MARK_SIZE])
                 return
-            if len(data) > EOF_MARK_SIZE:
-                yield data[:-EOF_MARK_SIZE]
-            held = data[-EOF_MARK_SIZE:]
+            if filled == size:
+                yield bytes(view[:chunk_size])
+                view[:EOF_MARK_SIZE] = view[chunk_size:]
+                filled = EOF_MARK_SIZE
     finally:
         sock.close()
 
