@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from struct import Struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -105,13 +106,22 @@ class _Replay:
         size = keys = replies = 0
         counts: list[list[int]] = []  # [db, RESTOREs] in the round being packed
         db_on_wire = 0
-        tail, replace = self.payloads.tail, self.replace
+        replace = self.replace
         filtered = wanted is not None or regex is not None
         soon_until = int(time.time() * 1000) + SOON_MS
-        plain_head = b"*%d\r\n$7\r\nRESTORE\r\n$" % (5 if replace else 4)
+        # Per key: a header (command, key, TTL, payload length, type byte), the value as the
+        # file holds it, then the payload's tail (RDB version + CRC64) with the command's
+        # end. The tail's CRC is Payloads.tail() inlined: a million keys a second pass here.
+        plain = b"*%d\r\n$7\r\nRESTORE\r\n$" % (5 if replace else 4)
+        plain += b"%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%c"
         ttl_head = b"*%d\r\n$7\r\nRESTORE\r\n$" % (6 if replace else 5)
-        plain_end = b"\r\n" + replace
-        ttl_end = b"\r\n$6\r\nABSTTL\r\n" + replace
+        ttl_head += b"%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%c"
+        plain_end = Struct(f"<HQ{2 + len(replace)}s").pack
+        ttl_end = Struct(f"<HQ{14 + len(replace)}s").pack
+        plain_tail, ttl_tail = b"\r\n" + replace, b"\r\n$6\r\nABSTTL\r\n" + replace
+        pay = self.payloads
+        calc, after_type, table = pay.model.calc, pay.after_type, pay.table
+        version, v0, v1 = pay.rdb_version, pay.v0, pay.v1
         for db, key, kind, value, expire_ms in entries(fh, self.skipped):
             if filtered and (
                 (wanted is not None and db not in wanted)
@@ -125,26 +135,21 @@ class _Replay:
                     replies += 1
                     db_on_wire = db
                 counts.append([db, 0])
+            crc = calc(value, after_type[kind])
+            crc = table[(crc ^ v0) & 0xFF] ^ (crc >> 8)
+            crc = table[(crc ^ v1) & 0xFF] ^ (crc >> 8)
             if expire_ms < 0:
                 parts += (
-                    plain_head,
-                    b"%d\r\n" % len(key),
-                    key,
-                    b"\r\n$1\r\n0\r\n$%d\r\n%c" % (len(value) + 11, kind),
+                    plain % (len(key), key, len(value) + 11, kind),
                     value,
-                    tail(kind, value),
-                    plain_end,
+                    plain_end(version, crc, plain_tail),
                 )
             else:
                 ttl = b"%d" % expire_ms
                 parts += (
-                    ttl_head,
-                    b"%d\r\n" % len(key),
-                    key,
-                    b"\r\n$%d\r\n%s\r\n$%d\r\n%c" % (len(ttl), ttl, len(value) + 11, kind),
+                    ttl_head % (len(key), key, len(ttl), ttl, len(value) + 11, kind),
                     value,
-                    tail(kind, value),
-                    ttl_end,
+                    ttl_end(version, crc, ttl_tail),
                 )
                 if expire_ms < soon_until:
                     self.soon.setdefault(db, []).append(expire_ms)
@@ -177,14 +182,13 @@ class _Replay:
         if not self._replies:
             return
         with one_line_errors(self.target, "RESTORE"):
-            got = self.pipe.receive(self._replies)
-        errors = [r for r in got if isinstance(r, self.pipe.error_type)]
+            errors = self.pipe.receive_ok(self._replies)
         if errors:
             why = str(errors[0])
             if "payload version" in why:
                 why += f" (is the target's Redis older than RDB version {self.rdb_version}?)"
             raise RestoreError(
-                f"restore into redis {self.target.display}: {len(errors)} of {len(got)} "
+                f"restore into redis {self.target.display}: {len(errors)} of {self._replies} "
                 f"commands failed ({why}); keys restored so far stay"
             )
         for db, n in self._in_flight:

@@ -12,6 +12,9 @@ from rfbackup.sources.redis.connection import open_socket
 from rfbackup.sources.redis.target import RedisTarget
 
 
+_OK = b"+OK\r\n"
+
+
 class RespPipe:
     def __init__(self, target: RedisTarget, db: int = 0, timeout: float = 120.0) -> None:
         import hiredis
@@ -54,6 +57,31 @@ class RespPipe:
                 continue
             replies.append(reply)
         return replies
+
+    def receive_ok(self, want: int) -> list[Any]:
+        """Read ``want`` replies that should all be ``+OK`` (RESTORE, SELECT) and return the
+        ones that are not (error replies as ``hiredis.ReplyError``). While they are all +OK
+        (5 bytes each) the bytes are compared in one go, never parsed one by one; exactly
+        that many bytes are read, so nothing of a later round is consumed."""
+        need = 5 * want
+        buf = bytearray()
+        recv = self.sock.recv
+        while len(buf) < need:
+            data = recv(need - len(buf))
+            if not data:
+                raise ConnectionError("connection closed by the server")
+            buf += data
+        if buf == _OK * want:
+            return []
+        self.reader.feed(bytes(buf))  # something else came back: parse it all
+        got: list[Any] = []
+        while len(got) < want:
+            reply = self.reader.gets()
+            if reply is False:
+                got += self.receive(want - len(got))
+                break
+            got.append(reply)
+        return [r for r in got if r != b"OK"]
 
     def close(self) -> None:
         self.sock.close()
