@@ -47,7 +47,7 @@ def restore_remote(
     regex = glob_regex(match) if match else None
     with tempfile.TemporaryDirectory(prefix="rfbackup-redis-", dir=tmp_dir) as tmp:
         path = Path(tmp) / "snapshot.rdb"
-        summary = write_checked(plaintext, path)
+        summary = write_checked(plaintext, path, durable=False)  # private, read back once
         source_dbs = sorted(
             db for db, n in summary.keys.items() if n and (wanted is None or db in wanted)
         )

@@ -25,8 +25,10 @@ from rfbackup.sources.redis.target import RedisTarget
 CHUNK = 1 << 20
 
 
-def write_checked(plaintext: IO[bytes], path: Path) -> RdbSummary:
-    """Copy the snapshot to ``path`` (new, 0600) while checking it; removed when bad."""
+def write_checked(plaintext: IO[bytes], path: Path, *, durable: bool = True) -> RdbSummary:
+    """Copy the snapshot to ``path`` (new, 0600) while checking it; removed when bad.
+    ``durable=False`` skips the fsync: for a private scratch copy that this process reads
+    back and deletes (a crash loses it either way; the check does not depend on it)."""
     check = RdbCheck("the Redis snapshot")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
@@ -35,7 +37,8 @@ def write_checked(plaintext: IO[bytes], path: Path) -> RdbSummary:
                 check.feed(chunk)
                 out.write(chunk)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         return check.finish()
     except BaseException:
         check.abort()
