@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import SecretStr
@@ -20,7 +21,7 @@ TARGET = RedisTarget(port=1, password=SecretStr("x"))
 MARK = b"0123456789abcdef0123456789abcdef01234567"
 
 
-def _send(sock: socket.socket, data: bytes, cuts: list[int], close: bool) -> None:
+def _send(sock: socket.socket, data: bytes, cuts: list[int]) -> None:
     try:
         last = 0
         for cut in [*cuts, len(data)]:
@@ -29,14 +30,15 @@ def _send(sock: socket.socket, data: bytes, cuts: list[int], close: bool) -> Non
     except BrokenPipeError:  # the reader had what it wanted and closed its end
         pass
     finally:
-        if close:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
 
 
-def _run(data: bytes, cuts: list[int], reader, close: bool = True) -> list[bytes]:  # type: ignore[no-untyped-def]
+def _run(
+    data: bytes, cuts: list[int], reader: Callable[[socket.socket], Iterator[bytes]]
+) -> list[bytes]:
     ours, theirs = socket.socketpair()
-    sender = threading.Thread(target=_send, args=(theirs, data, cuts, close))
+    sender = threading.Thread(target=_send, args=(theirs, data, cuts))
     sender.start()
     try:
         return list(reader(ours))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from struct import Struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from struct import Struct
 from typing import IO, Any, BinaryIO
 
 from rfbackup.errors import RestoreError

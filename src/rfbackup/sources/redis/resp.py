@@ -11,7 +11,6 @@ from typing import Any
 from rfbackup.sources.redis.connection import open_socket
 from rfbackup.sources.redis.target import RedisTarget
 
-
 _OK = b"+OK\r\n"
 
 
