@@ -118,7 +118,10 @@ def digest(root: Path) -> dict[str, tuple[int, str]]:
     out = {}
     for p in root.rglob("*"):
         if p.is_file():
-            out[str(p.relative_to(root))] = (p.stat().st_size, hashlib.md5(p.read_bytes()).hexdigest())
+            out[str(p.relative_to(root))] = (
+                p.stat().st_size,
+                hashlib.md5(p.read_bytes()).hexdigest(),
+            )
         elif p.is_dir() and not any(p.iterdir()):
             out[str(p.relative_to(root)) + "/"] = (0, "")
     return out
@@ -284,7 +287,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if shutil.which("restic") is None:
-        raise SystemExit("restic is not installed (scripts/bootstrap.sh, or apt-get install restic)")
+        raise SystemExit(
+            "restic is not installed (scripts/bootstrap.sh, or apt-get install restic)"
+        )
     version = subprocess.run(["restic", "version"], capture_output=True, text=True).stdout
     res: dict[str, Any] = {"restic": " ".join(version.split()[:2]), "load": [load()]}
     tmp = Path(tempfile.mkdtemp(prefix="rfb-bench-art-", dir=args.tmp_dir))

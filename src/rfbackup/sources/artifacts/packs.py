@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -34,6 +35,7 @@ TREE = 1
 MAX_RAW = 64 * 1024 * 1024  # no blob decompresses past this: a forged one cannot exhaust memory
 HEADER_READ = 4096  # one ranged read gets the header of a pack for up to ~20 recipients
 _NONCE = 12
+_local = threading.local()
 
 
 def pack_key(name: str) -> str:
@@ -44,6 +46,14 @@ def compress(plain: bytes | memoryview, level: int) -> bytes:
     """Flag byte 1 + zstd, or flag byte 0 + the bytes as they are (incompressible)."""
     compressed = zstandard.ZstdCompressor(level=level).compress(plain)
     return b"\x00" + bytes(plain) if len(compressed) >= len(plain) else b"\x01" + compressed
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """One per thread, reused: making one per blob cost more than small blobs' decompression."""
+    d: zstandard.ZstdDecompressor | None = getattr(_local, "zstd", None)
+    if d is None:
+        d = _local.zstd = zstandard.ZstdDecompressor()
+    return d
 
 
 def unwrap_key(store: Store, name: str, head: bytes) -> ChaCha20Poly1305:
@@ -86,7 +96,7 @@ def decode(store: Store, blob_id: bytes, body: bytes, raw_len: int, where: str) 
         raise IntegrityError(f"{where}: impossible size")
     if body[:1] == b"\x01":
         try:
-            plain = zstandard.ZstdDecompressor().decompress(body[1:], max_output_size=raw_len)
+            plain = _decompressor().decompress(body[1:], max_output_size=raw_len)
         except zstandard.ZstdError:
             raise IntegrityError(f"{where}: cannot decompress") from None
     elif body[:1] == b"\x00":

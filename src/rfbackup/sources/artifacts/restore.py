@@ -12,29 +12,22 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rfbackup.errors import ConfigError, IntegrityError, NotFound, RfBackupError
+from rfbackup.errors import ConfigError, IntegrityError, NotFound
 from rfbackup.logs import log
 from rfbackup.progress import Reporter
 from rfbackup.sources.artifacts import reader
 from rfbackup.sources.artifacts.index import Index
-from rfbackup.sources.artifacts.packs import blob_from_pack, read_pack
+from rfbackup.sources.artifacts.restore_write import Entry, tmp_name, write_batch
 from rfbackup.sources.artifacts.store import Store
 from rfbackup.sources.artifacts.tree import Snapshot, valid_name
 
-_TMP = ".rfbackup-restore-"
-
-
-@dataclass
-class Plan:
-    dirs: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    files: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    links: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # hardlinks
-    symlinks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+BATCH_FILES = 4096  # files written per batch: memory stays flat however large the tree
+BATCH_CHUNKS = 8192
 
 
 @dataclass
@@ -51,36 +44,28 @@ class RestoreResult:
         return dict(self.__dict__)
 
 
-def _walk(store: Store, idx: Index, tree_id: bytes, rel: str, plan: Plan) -> None:
-    """Parents before children, without recursion: any depth a file system allows."""
+def _walk(store: Store, idx: Index, tree_id: bytes, rel: str) -> Iterator[tuple[str, Entry]]:
+    """Entries under a tree, parents before children, in the order the backup stored them
+    (so in pack order), one tree in memory at a time, without recursion."""
     stack = [(tree_id, rel)]
     while stack:
         tid, where = stack.pop()
-        _one_tree(store, idx, tid, where, plan, stack)
+        subdirs = []
+        for e in reader.tree(store, idx.entries, tid):
+            path = f"{where}/{e['name']}" if where else e["name"]
+            yield path, e
+            if e["type"] == "dir":
+                subdirs.append((e["subtree_id"], path))
+        stack.extend(reversed(subdirs))
 
 
-def _one_tree(
-    store: Store, idx: Index, tree_id: bytes, rel: str, plan: Plan, stack: list[tuple[bytes, str]]
-) -> None:
-    for e in reader.tree(store, idx.entries, tree_id):
-        path = f"{rel}/{e['name']}" if rel else e["name"]
-        if e["type"] == "dir":
-            plan.dirs.append((path, e))
-            stack.append((e["subtree_id"], path))
-        elif e["type"] == "symlink":
-            plan.symlinks.append((path, e))
-        elif e.get("hardlink") is not None:
-            plan.links.append((path, e))
-        else:
-            plan.files.append((path, e))
-
-
-def _select(store: Store, idx: Index, snap: Snapshot, sub: str | None) -> tuple[Plan, str]:
-    plan = Plan()
+def _select(
+    store: Store, idx: Index, snap: Snapshot, sub: str | None
+) -> tuple[Iterator[tuple[str, Entry]], str]:
+    """The entries to restore (streamed) and the parent folders of the subpath."""
     root = bytes.fromhex(snap.root)
     if not sub:
-        _walk(store, idx, root, "", plan)
-        return plan, ""
+        return _walk(store, idx, root, ""), ""
     parts = [p for p in sub.strip("/").split("/") if p]
     if not parts or not all(valid_name(p) for p in parts):
         raise ConfigError(f"--path {sub!r}: give a path inside the snapshot, such as data/models")
@@ -96,13 +81,15 @@ def _select(store: Store, idx: Index, snap: Snapshot, sub: str | None) -> tuple[
         entry = found[0]
     assert entry is not None
     path = "/".join(parts)
-    kind = entry["type"]
-    bucket = {"dir": plan.dirs, "symlink": plan.symlinks}.get(kind, plan.files)
-    bucket.append((path, entry))
-    if kind == "dir":
-        _walk(store, idx, entry["subtree_id"], path, plan)
+    top = entry
+
+    def entries() -> Iterator[tuple[str, Entry]]:
+        yield path, top
+        if top["type"] == "dir":
+            yield from _walk(store, idx, top["subtree_id"], path)
+
     # parent folders of the subpath are made as plain folders
-    return plan, "/".join(parts[:-1])
+    return entries(), "/".join(parts[:-1])
 
 
 def check_destination(dest: Path, overwrite: bool) -> None:
@@ -135,9 +122,11 @@ def _meta(path: str, e: dict[str, Any], is_link: bool = False) -> None:
 def restore(
     store: Store, snap: Snapshot, dest: Path, sub: str | None, overwrite: bool
 ) -> RestoreResult:
+    """Streams the tree: folders are made as they come, files written in bounded batches,
+    hardlinks and symlinks made after every file, folder metadata last (deepest first)."""
     check_destination(dest, overwrite)
     idx = Index.load(store, strict=False)
-    plan, parent = _select(store, idx, snap, sub)
+    entries, parent = _select(store, idx, snap, sub)
     result = RestoreResult(snap.id)
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     base = str(dest.resolve())
@@ -150,19 +139,55 @@ def restore(
         for part in parent.split("/"):
             so_far.append(part)
             _real_dir(at("/".join(so_far)))
-    for rel, _e in plan.dirs:
-        _real_dir(at(rel))
-        result.dirs += 1
-    written = _write_files(store, idx, plan.files, at, result)
-    for rel, e in plan.links:
-        leader = e["hardlink"]
-        target = at(rel)
-        if leader in written:
-            _replace_with_link(at(leader), target)
-            result.hardlinks += 1
-        else:  # its first path is outside the restored part: write the content
-            written |= _write_files(store, idx, [(rel, e)], at, result)
-    for rel, e in plan.symlinks:
+    dirs: list[tuple[str, Entry]] = []
+    links: list[tuple[str, Entry]] = []
+    symlinks: list[tuple[str, Entry]] = []
+    leaders: set[str] = set()  # hardlinked files written: the targets of later links
+    batch: list[tuple[str, Entry]] = []
+    chunks = 0
+    total = None if sub else snap.stats.get("bytes")
+    with Reporter("restoring", total) as progress:
+
+        def flush() -> None:
+            done, failed = write_batch(store, idx.entries.get, batch, at, progress)
+            for rel, e in done:
+                result.files += 1
+                result.bytes += e["size"]
+                if "nlink" in e:
+                    leaders.add(rel)
+            for rel, why in failed.items():
+                log.error("not restored: %s: %s", rel, why)
+                result.failed.append(f"{rel}: {why}")
+            batch.clear()
+
+        for rel, e in entries:
+            kind = e["type"]
+            if kind == "dir":
+                _real_dir(at(rel))
+                result.dirs += 1
+                dirs.append((rel, {k: e[k] for k in ("mode", "uid", "gid", "mtime_ns")}))
+            elif kind == "symlink":
+                symlinks.append((rel, e))
+            elif e.get("hardlink") is not None:
+                links.append((rel, e))
+            else:
+                batch.append((rel, e))
+                chunks += len(e["chunk_ids"])
+                if len(batch) >= BATCH_FILES or chunks >= BATCH_CHUNKS:
+                    flush()
+                    chunks = 0
+        flush()
+        for rel, e in links:
+            if e["hardlink"] in leaders:
+                _replace_with_link(at(e["hardlink"]), at(rel))
+                _meta(at(rel), e)
+                result.hardlinks += 1
+            else:  # its first path is outside the restored part, or failed: the content
+                batch.append((rel, e))
+                if len(batch) >= BATCH_FILES:
+                    flush()
+        flush()
+    for rel, e in symlinks:
         path = at(rel)
         try:
             if stat.S_ISDIR(os.lstat(path).st_mode):
@@ -174,152 +199,15 @@ def restore(
         os.symlink(os.fsencode(e["target"]), path)
         _meta(path, e, is_link=True)
         result.symlinks += 1
-    for rel, e in plan.files + plan.links:
-        if rel in written:
-            _meta(at(rel), e)
-    for rel, e in reversed(plan.dirs):
-        _meta(at(rel), e)
+    for rel, m in reversed(dirs):
+        _meta(at(rel), m)
     return result
 
 
 def _replace_with_link(source: str, target: str) -> None:
-    tmp = os.path.join(os.path.dirname(target), f"{_TMP}{os.path.basename(target)}")
+    tmp = tmp_name(target)
     os.link(source, tmp, follow_symlinks=False)
     os.replace(tmp, target)
-
-
-def _write_files(
-    store: Store,
-    idx: Index,
-    files: list[tuple[str, dict[str, Any]]],
-    at: Any,
-    result: RestoreResult,
-) -> set[str]:
-    """Write ``files``; returns the ones written completely. Chunks are grouped by pack."""
-    tmp: dict[str, str] = {}
-    failed: dict[str, str] = {}
-    wanted: dict[bytes, list[tuple[str, int]]] = {}
-    for rel, e in files:
-        final = at(rel)
-        t = os.path.join(os.path.dirname(final), f"{_TMP}{os.path.basename(final)}")
-        tmp[rel] = t
-        offset = 0
-        for cid in e["chunk_ids"]:
-            loc = idx.entries.get(cid)
-            if loc is None:
-                failed.setdefault(rel, f"chunk {cid.hex()[:16]} is in no index")
-                break
-            wanted.setdefault(cid, []).append((rel, offset))
-            offset += loc.raw
-        else:
-            if offset != e["size"]:
-                failed[rel] = "its chunks do not add up to its size"
-    fds = _Files(tmp)
-    order = sorted(wanted, key=lambda c: (idx.entries[c].pack, idx.entries[c].offset))
-    total = sum(idx.entries[c].raw * len(wanted[c]) for c in order)
-    whole = _dense_packs(idx, order)
-    pack: tuple[str, bytes] | None = None
-    with Reporter("restoring", total) as progress:
-        for cid in order:
-            targets = [(r, o) for r, o in wanted[cid] if r not in failed]
-            if not targets:
-                continue
-            loc = idx.entries[cid]
-            try:
-                if loc.pack in whole:  # most of it is needed: one read of the whole pack
-                    if pack is None or pack[0] != loc.pack:
-                        pack = None  # free the previous one first
-                        pack = (loc.pack, _read_pack_or_empty(store, loc.pack))
-                    data = blob_from_pack(store, cid, loc, pack[1])[1]
-                else:
-                    data = reader.blob(store, cid, loc)
-            except RfBackupError as exc:
-                if isinstance(exc, ConfigError):
-                    raise
-                for r, _o in targets:
-                    failed.setdefault(r, str(exc))
-                continue
-            zero = data.count(0) == len(data)
-            for r, o in targets:
-                if not zero:  # all-zero chunks stay holes: sparse files stay sparse
-                    os.pwrite(fds.get(r), data, o)
-                progress.advance(len(data))
-    written: set[str] = set()
-    for rel, e in files:
-        if rel not in failed:
-            fd = fds.get(rel)
-            os.ftruncate(fd, e["size"])
-        fds.close(rel)
-        if rel in failed:
-            if rel in fds.created:
-                os.unlink(tmp[rel])
-            message = f"{rel}: {failed[rel]}"
-            log.error("not restored: %s", message)
-            result.failed.append(message)
-            continue
-        final = at(rel)
-        if os.path.isdir(final) and not os.path.islink(final):
-            os.unlink(tmp[rel])
-            result.failed.append(f"{rel}: a folder is in the way")
-            continue
-        os.replace(tmp[rel], final)
-        written.add(rel)
-        result.files += 1
-        result.bytes += e["size"]
-    return written
-
-
-def _dense_packs(idx: Index, needed: list[bytes]) -> set[str]:
-    """Packs of which at least a quarter is needed: read whole rather than blob by blob."""
-    total: dict[str, int] = {}
-    for loc in idx.entries.values():
-        total[loc.pack] = total.get(loc.pack, 0) + loc.length
-    want: dict[str, int] = {}
-    for cid in needed:
-        loc = idx.entries[cid]
-        want[loc.pack] = want.get(loc.pack, 0) + loc.length
-    return {p for p, n in want.items() if n * 4 >= total[p]}
-
-
-def _read_pack_or_empty(store: Store, name: str) -> bytes:
-    """A missing pack reads as empty: each of its blobs then fails as "shorter than its index"."""
-    try:
-        return read_pack(store, name)
-    except NotFound:
-        return b""
-
-
-class _Files:
-    """Open temporary files, created on first use, at most ``limit`` open at once."""
-
-    def __init__(self, paths: dict[str, str], limit: int = 256) -> None:
-        self.paths = paths
-        self.limit = limit
-        self.open: OrderedDict[str, int] = OrderedDict()
-        self.created: set[str] = set()
-
-    def get(self, rel: str) -> int:
-        fd = self.open.pop(rel, None)
-        if fd is None:
-            flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-            path = self.paths[rel]
-            if rel not in self.created:
-                flags |= os.O_CREAT | os.O_EXCL
-            try:
-                fd = os.open(path, flags, 0o600)
-            except FileExistsError:  # left by an earlier, interrupted restore
-                os.unlink(path)
-                fd = os.open(path, flags, 0o600)
-            self.created.add(rel)
-        self.open[rel] = fd
-        while len(self.open) > self.limit:
-            os.close(self.open.popitem(last=False)[1])
-        return fd
-
-    def close(self, rel: str) -> None:
-        fd = self.open.pop(rel, None)
-        if fd is not None:
-            os.close(fd)
 
 
 def raise_if_failed(result: RestoreResult) -> None:
