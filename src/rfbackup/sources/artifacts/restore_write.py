@@ -253,6 +253,7 @@ class _Writers:
         self._inflight: deque[tuple[str, Entry, Future[str | None]]] = deque()
 
     def submit(self, rel: str, e: Entry, tmp: str, final: str, data: bytes, offset: int) -> None:
+        self.handed.add(rel)
         self._inflight.append(
             (rel, e, self._pool.submit(_write_whole, e, tmp, final, data, offset))
         )
