@@ -98,16 +98,18 @@ def change(root: Path, share: float, seed: int = 2) -> None:
 def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Seconds and peak RSS (decimal MB) of one run, after a sync (untimed)."""
     os.sync()
+    out = cwd / "rss.txt"
+    # /usr/bin/time forks the tool from a small process: wait4 on our own child would count
+    # this script's pages, which a forked child shares until it execs
     start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "-o", str(out), *cmd], env=env, cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
     elapsed = time.monotonic() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd[:5])} failed: {err[-800:]}")
-    return elapsed, usage.ru_maxrss * 1024 / 1e6
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:5])} failed: {proc.stderr.decode()[-800:]}")
+    return elapsed, int(out.read_text().split()[-1]) * 1024 / 1e6
 
 
 def du(path: Path) -> int:
@@ -118,10 +120,9 @@ def digest(root: Path) -> dict[str, tuple[int, str]]:
     out = {}
     for p in root.rglob("*"):
         if p.is_file():
-            out[str(p.relative_to(root))] = (
-                p.stat().st_size,
-                hashlib.md5(p.read_bytes()).hexdigest(),
-            )
+            with open(p, "rb") as fh:
+                md5 = hashlib.file_digest(fh, "md5").hexdigest()
+            out[str(p.relative_to(root))] = (p.stat().st_size, md5)
         elif p.is_dir() and not any(p.iterdir()):
             out[str(p.relative_to(root)) + "/"] = (0, "")
     return out

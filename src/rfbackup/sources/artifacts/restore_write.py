@@ -25,7 +25,8 @@ from rfbackup.sources.artifacts.store import Store
 
 TMP = ".rfbackup-restore-"
 GAP = 256 * 1024  # chunks closer than this in a pack are read together, the gap thrown away
-SPAN = 16 * 1024 * 1024  # at most this much in one read
+SPAN = 8 * 1024 * 1024  # at most this much in one read
+READERS = 2  # spans read and verified at once
 WRITERS = 4  # threads writing whole small files
 DEPTH = 256  # small files handed to them and not yet written: bounds the memory they hold
 Entry = dict[str, Any]
@@ -94,6 +95,25 @@ def _read_span(
             yield cid, loc, decode(store, cid, body, loc.raw, where)
         except RfBackupError as exc:
             yield cid, loc, exc
+
+
+def _decoded(
+    store: Store, runs: Iterator[list[tuple[bytes, Location]]]
+) -> Iterator[list[tuple[bytes, Location, bytes | RfBackupError]]]:
+    """The spans read and verified on ``READERS`` threads (decryption, zstd and BLAKE3 release
+    the GIL on large inputs), in order, at most ``READERS + 1`` spans ahead."""
+    with ThreadPoolExecutor(READERS, thread_name_prefix="restore-read") as pool:
+        ahead: deque[Future[list[tuple[bytes, Location, bytes | RfBackupError]]]] = deque()
+        try:
+            for run in runs:
+                ahead.append(pool.submit(lambda r: list(_read_span(store, r)), run))
+                if len(ahead) > READERS:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
+        finally:
+            for fut in ahead:
+                fut.cancel()
 
 
 class Files:
@@ -183,8 +203,8 @@ def write_batch(
     del where
     pool = _Writers(done, failed)
     try:
-        for run in _spans(order):
-            for cid, _loc, data in _read_span(store, run):
+        for run in _decoded(store, _spans(order)):
+            for cid, _loc, data in run:
                 targets = [(r, o) for r, o in wanted.pop(cid) if r not in failed]
                 if isinstance(data, RfBackupError):
                     if isinstance(data, ConfigError):
