@@ -28,6 +28,7 @@ GAP = 256 * 1024  # chunks closer than this in a pack are read together, the gap
 SPAN = 8 * 1024 * 1024  # at most this much in one read
 READERS = 2  # spans read and verified at once
 WRITERS = 4  # threads writing whole small files
+FOLDERS = 256  # folders a batch keeps open for the writers
 DEPTH = 256  # small files handed to them and not yet written: bounds the memory they hold
 Entry = dict[str, Any]
 
@@ -212,15 +213,16 @@ def write_batch(
                     for r, _o in targets:
                         failed.setdefault(r, str(data))
                     continue
-                zero = data.count(0) == len(data)
+                # the first byte rules out most chunks without a scan of the whole chunk
+                zero = data[:1] == b"\0" and data.count(0) == len(data)
                 for r, o in targets:
                     progress.advance(len(data))
                     left[r] -= 1
                     if not left[r] and r not in fds.created:  # the whole file: on the pool
-                        pool.submit(r, entry[r], tmp[r], at(r), b"" if zero else data, o)
+                        pool.submit(r, entry[r], at(r), b"" if zero else data, o)
                         continue
-                    if not zero:  # all-zero chunks stay holes: sparse files stay sparse
-                        os.pwrite(fds.get(r), data, o)
+                    if not zero and os.pwrite(fds.get(r), data, o) != len(data):
+                        raise OSError(f"{r}: short write")  # zero chunks stay holes (sparse)
                     if not left[r]:
                         finish(r)
         for rel, _e in files:
@@ -237,26 +239,29 @@ def write_batch(
     return done, failed
 
 
-def _write_whole(e: Entry, tmp: str, final: str, data: bytes, offset: int) -> str | None:
-    """A file in one piece (the usual small file): create, write, finish, rename.
-    None when done, else why not."""
+def _write_whole(
+    e: Entry, folder: int | None, tmp: str, final: str, data: bytes, offset: int
+) -> str | None:
+    """A file in one piece (the usual small file): create, write, finish, rename, with names
+    relative to the open ``folder`` (no path walk per call). None when done, else why not."""
     flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_CREAT | os.O_EXCL
     try:
-        fd = os.open(tmp, flags, 0o600)
+        fd = os.open(tmp, flags, 0o600, dir_fd=folder)
     except FileExistsError:  # left by an earlier, interrupted restore
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o600)
+        os.unlink(tmp, dir_fd=folder)
+        fd = os.open(tmp, flags, 0o600, dir_fd=folder)
     try:
-        if data:
-            os.pwrite(fd, data, offset)
-        os.ftruncate(fd, e["size"])
+        if data and os.pwrite(fd, data, offset) != len(data):
+            raise OSError(f"{final}: short write")
+        if offset + len(data) != e["size"]:  # a new file: only a hole at the end needs it
+            os.ftruncate(fd, e["size"])
         meta_fd(fd, e)
     finally:
         os.close(fd)
     try:
-        os.replace(tmp, final)
+        os.replace(tmp, final, src_dir_fd=folder, dst_dir_fd=folder)
     except IsADirectoryError:
-        os.unlink(tmp)
+        os.unlink(tmp, dir_fd=folder)
         return "a folder is in the way"
     return None
 
@@ -270,13 +275,19 @@ class _Writers:
         self.failed = failed
         self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="restore-write")
         self.handed: set[str] = set()
+        self._folders: dict[str, int] = {}
         self._inflight: deque[tuple[str, Entry, Future[str | None]]] = deque()
 
-    def submit(self, rel: str, e: Entry, tmp: str, final: str, data: bytes, offset: int) -> None:
+    def submit(self, rel: str, e: Entry, final: str, data: bytes, offset: int) -> None:
         self.handed.add(rel)
-        self._inflight.append(
-            (rel, e, self._pool.submit(_write_whole, e, tmp, final, data, offset))
-        )
+        parent, name = os.path.split(final)
+        folder = self._folder(parent)
+        args: tuple[Entry, int | None, str, str, bytes, int]
+        if folder is None:
+            args = (e, None, tmp_name(final), final, data, offset)
+        else:
+            args = (e, folder, f"{TMP}{name}", name, data, offset)
+        self._inflight.append((rel, e, self._pool.submit(_write_whole, *args)))
         while len(self._inflight) > DEPTH:
             self._collect()
 
@@ -288,9 +299,19 @@ class _Writers:
         else:
             self.failed[rel] = why
 
+    def _folder(self, path: str) -> int | None:
+        """An open descriptor of a folder of this batch (at most FOLDERS; then None: paths)."""
+        fd = self._folders.get(path)
+        if fd is None and len(self._folders) < FOLDERS:
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = self._folders[path] = os.open(path, flags)
+        return fd
+
     def close(self) -> None:
         try:
             while self._inflight:
                 self._collect()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            for fd in self._folders.values():
+                os.close(fd)
