@@ -261,9 +261,14 @@ def run_backup(store: Store, paths: list[Path], options: Options) -> Snapshot:
             w.packs.abort()
             raise
     w.stats.stored_bytes = w.packs.stored_bytes
+    # what only the walk needed goes before the index and the cache are encoded (peak RSS)
+    w.added.clear()
+    w.old_cache = {}
+    del old_cache
     new_objects = {pack_key(loc.pack) for loc in w.new_entries.values()}
     if w.new_entries:
         new_objects.add(f"{INDEX}{index_mod.write(store, w.new_entries)}")
+    w.new_entries.clear()
     statcache.save(store, absolute, w.new_cache, old_keys)
     old_packs = {w.known[i].pack for i in w.reused}
     old_objects = {pack_key(p) for p in old_packs}

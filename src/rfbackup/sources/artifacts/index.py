@@ -30,14 +30,14 @@ class Location:
     kind: int
 
 
-def encode(entries: dict[bytes, Location]) -> bytes:
+def encode(entries: dict[bytes, Location]) -> bytearray:
     packs = sorted({loc.pack for loc in entries.values()})
     number = {p: i for i, p in enumerate(packs)}
     header = json.dumps({"format": FORMAT, "packs": packs}).encode()
     out = bytearray(struct.pack("<I", len(header)) + header)
     for blob_id, loc in entries.items():
         out += _ENTRY.pack(blob_id, number[loc.pack], loc.offset, loc.length, loc.raw, loc.kind)
-    return bytes(out)
+    return out  # sealed as it is: no copy
 
 
 def decode(raw: bytes, where: str) -> dict[bytes, Location]:

@@ -59,7 +59,7 @@ class WriterKey:
         """Stored in the config: tells a wrong key file from the right one, reveals nothing."""
         return self.name("check", b"rfbackup")
 
-    def seal(self, context: str, plain: bytes) -> bytes:
+    def seal(self, context: str, plain: bytes | bytearray) -> bytes:
         nonce = secrets.token_bytes(_NONCE)
         aead = ChaCha20Poly1305(self._derived(f"seal {context}"))
         return nonce + aead.encrypt(nonce, plain, context.encode())

@@ -75,7 +75,7 @@ def save(store: Store, paths: list[str], cache: Cache, old_keys: list[str]) -> N
     for pk, value in cache.items():
         out += _HEAD.pack(pk, len(value))
         out += value
-    raw = zstandard.ZstdCompressor(level=3).compress(bytes(out))
+    raw = zstandard.ZstdCompressor(level=3).compress(out)  # no copy of 200k entries first
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{time.time_ns() % 10**9:09d}"
     store.repo.put(f"{set_folder(store, paths)}{name}", store.key.seal(_CONTEXT, raw))
     store.repo.delete(old_keys)  # only a cache: the newest one replaces them
