@@ -147,18 +147,29 @@ class WalArchive:
             self._info = ArchiveInfo(**doc)
         return self._info
 
-    def claim(self, system_identifier: int, segment_size: int) -> ArchiveInfo:
+    def claim(
+        self, system_identifier: int, segment_size: int, exclusive: bool = False
+    ) -> ArchiveInfo:
         """The archive's identity, recording this cluster's on first use; refuses a cluster
-        whose system identifier differs from the one the archive belongs to."""
+        whose system identifier differs from the one the archive belongs to.
+
+        ``exclusive``: as for push(), a partial identity left by a killed first push is
+        removed and the write retried, instead of failing every retry PostgreSQL makes."""
         info = self.info()
         if info is None:
             new = ArchiveInfo(str(system_identifier), segment_size, datetime.now(UTC).isoformat())
             try:
                 self.repo.put(INFO_KEY, new.to_json())
-            except StorageError:
+            except StorageError as exc:
                 self._info = None  # lost a race with another first push: read theirs
                 if self.info() is None:
-                    raise
+                    if not exclusive:
+                        raise StorageError(
+                            f"{exc}; if no wal-push is running, a killed first push left it: "
+                            "remove it, or let PostgreSQL's archiver retry (its pusher does)"
+                        ) from None
+                    self.repo.discard_partial(INFO_KEY)
+                    self.repo.put(INFO_KEY, new.to_json())
             info = self.info() or new
         if info.system_identifier != str(system_identifier):
             raise IntegrityError(
@@ -275,9 +286,9 @@ class WalArchive:
             )
         self.claim(header.system_identifier, header.segment_size)
 
-    def prepare(self, path: Path) -> None:
+    def prepare(self, path: Path, exclusive: bool = False) -> None:
         """Check a segment's cluster against the archive before parallel pushes begin (the
-        first push of a new archive records its identity, once)."""
+        first push of a new archive records its identity, once; ``exclusive`` as in claim)."""
         if not SEGMENT_RE.match(path.name):
             return
         try:
@@ -286,7 +297,7 @@ class WalArchive:
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from None
         header = read_header(head, str(path))
-        self.claim(header.system_identifier, header.segment_size)
+        self.claim(header.system_identifier, header.segment_size, exclusive)
 
     def segment_size(self) -> int:
         info = self.info()

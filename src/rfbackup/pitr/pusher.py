@@ -279,7 +279,7 @@ def push_round(
     errors: dict[str, RfBackupError] = {}
     stored: list[str] = []
     try:  # the first push into a new archive records its identity, once
-        archive.prepare(Path(wal_dir, names[0]))
+        archive.prepare(Path(wal_dir, names[0]), exclusive=True)  # we hold the lock
     except RfBackupError as exc:
         errors[names[0]] = exc
     if not errors:
