@@ -5,6 +5,7 @@ key count was edited, and leaves no scratch redis-server or folder behind."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,9 +55,20 @@ def drill(env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
     return r.returncode, doc, r.stderr
 
 
-def redis_servers() -> set[str]:
+def redis_servers(scratch: Path) -> set[str]:
+    """The redis-servers the drill started under ``scratch`` (their redis.conf and data folder
+    live there), still running. Servers of other tests and xdist workers don't count."""
     out = subprocess.run(["pgrep", "-a", "redis-server"], capture_output=True, text=True).stdout
-    return set(out.splitlines())
+    mine = set()
+    for line in out.splitlines():
+        pid = line.split(maxsplit=1)[0]
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""  # gone meanwhile
+        if str(scratch) in line or cwd.startswith(str(scratch)):
+            mine.add(line)
+    return mine
 
 
 def test_healthy_snapshot_passes_and_leaves_nothing(
@@ -66,8 +78,6 @@ def test_healthy_snapshot_passes_and_leaves_nothing(
     assert r.returncode == 0, r.stderr
     name = json.loads(r.stdout)["name"]
     source.client(db=1).set("user:moved-on", "after the snapshot")  # production moves on
-    before = redis_servers()
-
     code, doc, err = drill(env)
 
     assert code == 0, err
@@ -78,7 +88,7 @@ def test_healthy_snapshot_passes_and_leaves_nothing(
     assert sum(c["facts"]["dbsize"].values()) > 0
     sampled = c["facts"]["sampled_keys"]
     assert sampled["compared"] > 0 and sampled["same"] == sampled["compared"]
-    assert redis_servers() <= before  # the scratch server is gone
+    assert redis_servers(tmp_path / "scratch") == set()  # the scratch server is gone
     assert list((tmp_path / "scratch").iterdir()) == []
     assert PASSWORD not in json.dumps(doc) + err
 
@@ -96,15 +106,13 @@ def test_edited_key_count_fails(
     doc = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     doc["source"]["keys"]["0"] += 1
     client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
-    before = redis_servers()
-
     code, out, _err = drill(env)
 
     assert code != 0
     (c,) = out["components"]
     assert c["status"] == "failed", c
     assert any(i.startswith("key counts") for i in c["issues"]), c["issues"]
-    assert redis_servers() <= before
+    assert redis_servers(tmp_path / "scratch") == set()
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
