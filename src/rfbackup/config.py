@@ -11,7 +11,6 @@ process environment, never in argv, logs or manifests.
 from __future__ import annotations
 
 import os
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rfbackup.config_lean import FIELDS, Environment, config_path
 from rfbackup.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,12 +71,6 @@ __all__ = [
 ]
 
 
-class Environment(StrEnum):
-    development = "development"
-    staging = "staging"
-    production = "production"
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RFBACKUP_",
@@ -85,10 +79,11 @@ class Settings(BaseSettings):
         populate_by_name=True,
     )
 
-    env: Environment = Environment.development
-    backup_dir: Path = Path("backups")
-    repository: str | None = None
-    log_file: Path | None = Path("logs/backup.log")
+    # The settings config_lean.py also reads (rfbackup list): their defaults live there.
+    env: Environment = FIELDS["env",].default
+    backup_dir: Path = FIELDS["backup_dir",].default
+    repository: str | None = FIELDS["repository",].default
+    log_file: Path | None = FIELDS["log_file",].default
     postgres: PostgresPolicy = PostgresPolicy()
     pitr: PitrPolicy = PitrPolicy()  # RFBACKUP_PITR__KEEP_DAYS=14 ...
     artifacts: ArtifactsPolicy = ArtifactsPolicy()  # RFBACKUP_ARTIFACTS__PATHS=/srv/artifacts
@@ -249,11 +244,6 @@ class Settings(BaseSettings):
                 "(age1... public keys), or RFBACKUP_ENCRYPTION__ALLOW_UNENCRYPTED_PRODUCTION=true"
             )
         return keys
-
-
-def config_path() -> Path:
-    """The configuration file: ``RFBACKUP_CONFIG``, else ``rfbackup.toml`` here."""
-    return Path(os.environ.get("RFBACKUP_CONFIG", "rfbackup.toml"))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

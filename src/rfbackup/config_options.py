@@ -3,13 +3,13 @@ signatures. Models only; config.py reads them."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from rfbackup.config_lean import FIELDS, lock_directory
 from rfbackup.errors import ConfigError
 from rfbackup.storage import check_url
 
@@ -110,16 +110,17 @@ class LockOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a typo is an error, not a default
 
-    dir: Path | None = None  # RFBACKUP_LOCKS__DIR; must be owned by the user, mode 0700
-    lease_seconds: int = Field(default=300, ge=3, le=86400)  # renewed every third of this
+    # RFBACKUP_LOCKS__DIR, RFBACKUP_LOCKS__LEASE_SECONDS: defaults and bounds shared with
+    # config_lean.py (rfbackup list reads them without pydantic).
+    dir: Path | None = FIELDS["locks", "dir"].default  # owned by the user, mode 0700
+    lease_seconds: int = Field(
+        default=FIELDS["locks", "lease_seconds"].default,
+        ge=FIELDS["locks", "lease_seconds"].ge,
+        le=FIELDS["locks", "lease_seconds"].le,
+    )  # renewed every third of this
 
     def directory(self) -> Path:
-        if self.dir is not None:
-            return self.dir
-        if os.geteuid() == 0:
-            return Path("/run/rfbackup")
-        state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-        return Path(state) / "rfbackup" / "locks"
+        return lock_directory(self.dir)
 
 
 class SigningOptions(BaseModel):

@@ -13,6 +13,12 @@ def main() -> None:
         from rfbackup.pitr.walcmd import main as wal_main
 
         sys.exit(wal_main(sys.argv[1:]))
-    from rfbackup.cli import main as cli_main
+    if len(sys.argv) > 1 and sys.argv[1] == "list":  # the common forms skip Typer too
+        from rfbackup.cli.lean import list_command
+
+        code = list_command(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
+    from rfbackup.cli.root import main as cli_main
 
     cli_main()

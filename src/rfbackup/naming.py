@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rfbackup.config import Environment
+from rfbackup.config_lean import Environment
 
 MANIFEST_SUFFIX = ".manifest.json"
 ROLES_SUFFIX = ".roles.gz"

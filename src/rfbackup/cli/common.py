@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from rfbackup.cli.output import print_json as print_json  # re-exported
+from rfbackup.config_lean import ENV_ALIASES, ENVIRONMENTS, env_name
 from rfbackup.errors import Aborted
 from rfbackup.report import Kind, Run, RunReport, reporting
 
 if TYPE_CHECKING:
     from rfbackup.config import Settings
 
-# config.Environment's values (a test checks they agree). Not imported from config.py:
-# loading pydantic-settings costs more than the rest of `rfbackup --help` together.
-ENVIRONMENTS = ("development", "staging", "production")
-ENV_ALIASES = {"prod": "production", "stage": "staging", "dev": "development"}
-
 
 def parse_env(text: str) -> str:
     """``--env``: a full name, or prod / stage / dev."""
-    name = ENV_ALIASES.get(text.strip().lower(), text.strip().lower())
-    if name not in ENVIRONMENTS:
+    name = env_name(text)
+    if name is None:
         known = ", ".join(ENVIRONMENTS)
         aliases = ", ".join(f"{k}={v}" for k, v in ENV_ALIASES.items())
         raise typer.BadParameter(f"{text!r} is not one of {known} (or {aliases})")
@@ -72,14 +68,6 @@ def settings(env: str | None = None, repo: str | None = None) -> Settings:
     s = config.load(env=env, repository=repo)
     logs.setup(s.log_file)
     return s
-
-
-def print_json(doc: Any) -> None:
-    """JSON on stdout; every timestamp in it is RFC 3339 UTC with ``Z``."""
-    from rfbackup.timefmt import normalize
-
-    json.dump(normalize(doc), sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
 
 
 def deliver_report(s: Settings, report: RunReport) -> None:

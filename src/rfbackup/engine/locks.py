@@ -11,16 +11,19 @@ from rfbackup.locks import lock_path
 
 if TYPE_CHECKING:
     from rfbackup.config import LockOptions
+    from rfbackup.config_lean import LeanLocks
     from rfbackup.storage import Repository
 
 
 def repository_lock(
-    repo: Repository, component: str = "postgres", locks: LockOptions | None = None
+    repo: Repository,
+    component: str = "postgres",
+    locks: LockOptions | LeanLocks | None = None,
 ) -> tuple[str, Path]:
     """What the lock guards (for the "already running" message) and the lock file."""
-    from rfbackup.config import LockOptions
+    from rfbackup.config_lean import lock_directory
 
-    directory = (locks or LockOptions()).directory()
+    directory = locks.directory() if locks is not None else lock_directory(None)
     return f"a {component} job on {repo.url}", lock_path(repo.url, component, directory)
 
 

@@ -12,7 +12,7 @@ identical (success) or different (refused), and a fetch verifies what it hands P
 Each file is compressed with zstd in one frame and, when recipients are set, age-encrypted.
 
 This module is on the path of every ``archive_command`` call: it imports only the stdlib,
-zstandard and the local storage backend; pyrage and boto3 load only when needed.
+the local storage backend; zstandard, pyrage and boto3 load only when needed.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import zstandard
 
 from rfbackup.errors import ConfigError, IntegrityError, NotFound, StorageError
 from rfbackup.pitr.walnames import (
@@ -233,6 +231,8 @@ class WalArchive:
                 f"({self.repo.describe(copy.key)}); refusing to replace it. Two clusters "
                 "archiving into one repository, or a cluster restored without a new timeline?"
             )
+        import zstandard
+
         blob = zstandard.ZstdCompressor(level=self.level).compress(data)
         if self.recipients:
             import pyrage
@@ -339,6 +339,8 @@ class WalArchive:
                 blob = pyrage.decrypt(blob, self.identities)
             except Exception as exc:
                 raise IntegrityError(f"{where}: cannot decrypt ({exc})") from None
+        import zstandard
+
         try:
             data = zstandard.ZstdDecompressor().decompress(blob)
         except zstandard.ZstdError as exc:

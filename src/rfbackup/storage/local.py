@@ -15,11 +15,13 @@ import os
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from rfbackup.errors import NotFound, StorageError
 from rfbackup.storage.base import ObjectInfo
-from rfbackup.storage.objectlock import Retention
+
+if TYPE_CHECKING:
+    from rfbackup.storage.objectlock import Retention
 
 PARTIAL_SUFFIX = ".partial"
 
