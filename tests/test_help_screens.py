@@ -154,8 +154,8 @@ def test_env_aliases_and_a_wrong_env(tmp_path: Path) -> None:
 
 
 def test_env_names_match_the_configuration() -> None:
-    from rfbackup.cli.common import ENVIRONMENTS
     from rfbackup.config import Environment
+    from rfbackup.config_lean import ENVIRONMENTS
 
     assert tuple(e.value for e in Environment) == ENVIRONMENTS
 

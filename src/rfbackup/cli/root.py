@@ -199,7 +199,7 @@ def _show_prune(done: list[tuple[str, Decision]], dry_run: bool, as_json: bool) 
             }
         )
         return
-    from rfbackup.cli.listing import table
+    from rfbackup.cli.listview import table
 
     verb = "would delete" if dry_run else "deleted"
     for url in dict.fromkeys(u for u, _ in done):
