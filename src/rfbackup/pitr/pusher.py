@@ -267,8 +267,9 @@ def push_round(
     names: list[str],
     key: str,
 ) -> bool:
-    """Push ``names`` in parallel; metrics, then one marker per stored segment and one error
-    file per failed one. True if all were stored."""
+    """Push ``names`` in parallel; one marker per stored segment as soon as it (and every one
+    before it) is stored, then metrics and one error file per failed one. True if all were
+    stored."""
     from pathlib import Path
 
     from rfbackup.errors import RfBackupError, StorageError
@@ -288,14 +289,15 @@ def push_round(
             try:
                 future.result()
                 stored.append(name)
+                # marked at once, in order: PostgreSQL's waiting call returns without waiting
+                # for the rest of the round (the marker still follows the stored copy)
+                _write_atomic(os.path.join(status, name + MARKER), key)
             except RfBackupError as exc:
                 errors[name] = exc
             except Exception as exc:  # a bug must not pass for a stored segment
                 errors[name] = StorageError(f"{name}: {exc!r}")
     first_error = next(iter(errors.values()), None)
     _report(settings, started, Path(wal_dir, names[0]), stored, first_error)
-    for name in stored:
-        _write_atomic(os.path.join(status, name + MARKER), key)
     for name, error in errors.items():
         print(f"rfbackup wal-push: {name}: {error}", file=sys.stderr)
         _write_atomic(os.path.join(status, name + ERROR), f"{error.exit_code}\n{error}")
