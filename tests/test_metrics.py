@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,7 +240,14 @@ def test_wal_push_batch_metrics_and_lean_import() -> None:
     with archiving_cluster(RFBACKUP_METRICS__TEXTFILE_DIR=str(folder)) as cluster:
         cluster.sql("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
         segment = cluster.switch_and_wait()
-        text = (folder / "rfbackup_development_wal_backup.prom").read_text()
+        # the pusher marks a segment done as soon as it is stored, then writes the round's
+        # metrics: they follow within moments
+        prom_file = folder / "rfbackup_development_wal_backup.prom"
+        deadline = time.monotonic() + 30
+        while not prom_file.exists():
+            assert time.monotonic() < deadline, "wal-push wrote no metrics"
+            time.sleep(0.05)
+        text = prom_file.read_text()
         last = value(text, "wal_archive_last_segment_timestamp_seconds", component="wal")
         assert last is not None and last > 0
         assert value(text, "wal_archive_lag_segments") is not None
