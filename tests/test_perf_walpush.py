@@ -206,4 +206,5 @@ def test_pusher_that_cannot_start_fails_the_call_with_its_reason(
     assert not (work / "repo" / "wal").exists()
     r = _push(work, segs[0].name, work / "repo")  # fixed: the next call starts a new pusher
     assert r.returncode == 0, r.stderr
+    _wait_gone(work / "pg_wal")  # it answered at segs[0]; segs[1] follows in the same round
     assert set(archived(work / "repo")) == {s.name for s in segs}
