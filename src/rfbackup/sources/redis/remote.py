@@ -110,8 +110,8 @@ class _Replay:
         filtered = wanted is not None or regex is not None
         soon_until = int(time.time() * 1000) + SOON_MS
         # Per key: a header (command, key, TTL, payload length, type byte), the value as the
-        # file holds it, then the payload's tail (RDB version + CRC64) with the command's
-        # end. The tail's CRC is Payloads.tail() inlined: a million keys a second pass here.
+        # file holds it, then the payload's tail (RDB version + CRC64, as Payloads.tail
+        # builds it) packed together with the command's end.
         plain = b"*%d\r\n$7\r\nRESTORE\r\n$" % (5 if replace else 4)
         plain += b"%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%c"
         ttl_head = b"*%d\r\n$7\r\nRESTORE\r\n$" % (6 if replace else 5)
@@ -119,9 +119,7 @@ class _Replay:
         plain_end = Struct(f"<HQ{2 + len(replace)}s").pack
         ttl_end = Struct(f"<HQ{14 + len(replace)}s").pack
         plain_tail, ttl_tail = b"\r\n" + replace, b"\r\n$6\r\nABSTTL\r\n" + replace
-        pay = self.payloads
-        calc, after_type, table = pay.model.calc, pay.after_type, pay.table
-        version, v0, v1 = pay.rdb_version, pay.v0, pay.v1
+        payload_crc, version = self.payloads.crc, self.payloads.rdb_version
         for db, key, kind, value, expire_ms in entries(fh, self.skipped):
             if filtered and (
                 (wanted is not None and db not in wanted)
@@ -135,9 +133,7 @@ class _Replay:
                     replies += 1
                     db_on_wire = db
                 counts.append([db, 0])
-            crc = calc(value, after_type[kind])
-            crc = table[(crc ^ v0) & 0xFF] ^ (crc >> 8)
-            crc = table[(crc ^ v1) & 0xFF] ^ (crc >> 8)
+            crc = payload_crc(kind, value)
             if expire_ms < 0:
                 parts += (
                     plain % (len(key), key, len(value) + 11, kind),

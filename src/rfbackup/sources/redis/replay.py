@@ -177,17 +177,20 @@ class Payloads:
     def __init__(self, rdb_version: int) -> None:
         self.model = crc64()
         self.rdb_version = rdb_version
-        self.after_type = [self.model.calc(bytes([t])) for t in range(256)]
-        self.table = self.after_type  # reflected, init 0, no xor: table[i] = crc(byte i)
-        self.v0, self.v1 = rdb_version & 0xFF, rdb_version >> 8
+        self._after_type = [self.model.calc(bytes([t])) for t in range(256)]
+        self._table = self._after_type  # reflected, init 0, no xor: table[i] = crc(byte i)
+        self._v0, self._v1 = rdb_version & 0xFF, rdb_version >> 8
+
+    def crc(self, kind: int, value: memoryview) -> int:
+        """The payload's CRC64: over the type byte, the value and the two version bytes."""
+        table = self._table
+        crc: int = self.model.calc(value, self._after_type[kind])
+        crc = table[(crc ^ self._v0) & 0xFF] ^ (crc >> 8)
+        crc = table[(crc ^ self._v1) & 0xFF] ^ (crc >> 8)
+        return crc
 
     def tail(self, kind: int, value: memoryview) -> bytes:
-        """(The replay inlines this: keep both the same.)"""
-        table = self.table
-        crc: int = self.model.calc(value, self.after_type[kind])
-        crc = table[(crc ^ self.v0) & 0xFF] ^ (crc >> 8)
-        crc = table[(crc ^ self.v1) & 0xFF] ^ (crc >> 8)
-        return _TAIL.pack(self.rdb_version, crc)
+        return _TAIL.pack(self.rdb_version, self.crc(kind, value))
 
 
 def glob_regex(pattern: str) -> re.Pattern[bytes]:
