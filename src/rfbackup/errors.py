@@ -55,6 +55,11 @@ class StorageError(RfBackupError):
     exit_code = 8
 
 
+class PartialExists(StorageError):
+    """A write found the partial file of another write of the same key: one in progress, or
+    one a killed process left behind."""
+
+
 class RestoreError(RfBackupError):
     """The restore could not complete; the current database was left as it was."""
 

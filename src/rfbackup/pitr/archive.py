@@ -27,7 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rfbackup.errors import ConfigError, IntegrityError, NotFound, StorageError
+from rfbackup.errors import (
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    PartialExists,
+    StorageError,
+)
 from rfbackup.pitr.walnames import (
     DEFAULT_SEGMENT_SIZE,
     OTHER_RE,
@@ -161,11 +167,14 @@ class WalArchive:
             except StorageError as exc:
                 self._info = None  # lost a race with another first push: read theirs
                 if self.info() is None:
-                    if not exclusive:
+                    if not exclusive and isinstance(exc, PartialExists):
                         raise StorageError(
                             f"{exc}; if no wal-push is running, a killed first push left it: "
-                            "remove it, or let PostgreSQL's archiver retry (its pusher does)"
+                            "remove it (a wal-push of a segment PostgreSQL marked ready "
+                            "removes it by itself)"
                         ) from None
+                    if not exclusive:
+                        raise
                     self.repo.discard_partial(INFO_KEY)
                     self.repo.put(INFO_KEY, new.to_json())
             info = self.info() or new

@@ -267,9 +267,9 @@ def push_round(
     names: list[str],
     key: str,
 ) -> bool:
-    """Push ``names`` in parallel; one marker per stored segment as soon as it (and every one
-    before it) is stored, then metrics and one error file per failed one. True if all were
-    stored."""
+    """Push ``names`` in parallel; one marker per stored segment, written in round order as
+    soon as it and the segments before it are done (stored or failed), then metrics and one
+    error file per failed one. True if all were stored."""
     from pathlib import Path
 
     from rfbackup.errors import RfBackupError, StorageError

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from rfbackup.errors import NotFound, StorageError
+from rfbackup.errors import NotFound, PartialExists, StorageError
 from rfbackup.storage.base import ObjectInfo
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class LocalWriter:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             self._fh: BinaryIO | None = os.fdopen(os.open(self.partial, flags, 0o600), "wb")
         except FileExistsError:
-            raise StorageError(f"{self.partial} exists: another write is in progress") from None
+            raise PartialExists(f"{self.partial} exists: another write is in progress") from None
         except OSError as exc:
             raise storage_error(exc, str(final)) from None
 
