@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -85,7 +86,7 @@ class SegmentHeader:
     segment_size: int
 
 
-def read_header(data: bytes, where: str) -> SegmentHeader:
+def read_header(data: bytes | memoryview, where: str) -> SegmentHeader:
     """The identity of a WAL segment from its first page. Raises IntegrityError if it is not
     a WAL segment."""
     if len(data) < _HEADER.size:
@@ -94,6 +95,27 @@ def read_header(data: bytes, where: str) -> SegmentHeader:
     if not info & XLP_LONG_HEADER or seg_size == 0 or seg_size & (seg_size - 1):
         raise IntegrityError(f"{where} is not a WAL segment: no long page header")
     return SegmentHeader(pageaddr, sysid, seg_size)
+
+
+_thread = threading.local()
+
+
+def read_reused(path: Path) -> memoryview:
+    """A file's bytes, in a buffer this thread reuses: valid until the thread's next call.
+    (A fresh 16 MB object per segment costs the kernel page faults and zeroing: about a sixth
+    of the CPU a push spends on its own side.)"""
+    with open(path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        buf: bytearray | None = getattr(_thread, "buffer", None)
+        if buf is None or len(buf) <= size:
+            buf = _thread.buffer = bytearray(size + 1)
+        view = memoryview(buf)
+        n = 0
+        while got := fh.readinto(view[n:]):
+            n += got
+            if n == len(buf):  # it grew while we read: no buffer to keep for this one
+                return memoryview(view.tobytes() + fh.read())
+        return view[:n]
 
 
 def key_for(name: str, sha256: str, encrypted: bool) -> str:
@@ -225,7 +247,7 @@ class WalArchive:
         if not is_wal_file(name):
             raise ConfigError(f"{path}: not a WAL file name PostgreSQL archives")
         try:
-            data = path.read_bytes()
+            data = read_reused(path)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from None
         if SEGMENT_RE.match(name) or (OTHER_RE.match(name) and name.endswith(".partial")):
@@ -280,7 +302,7 @@ class WalArchive:
 
             log.warning("%s (rfbackup replica sync copies it later)", message)
 
-    def _check_segment(self, name: str, data: bytes, path: Path) -> None:
+    def _check_segment(self, name: str, data: bytes | memoryview, path: Path) -> None:
         header = read_header(data, str(path))
         if len(data) != header.segment_size:
             raise IntegrityError(

@@ -10,14 +10,17 @@ PostgreSQL runs ``archive_command`` once per segment and waits for it. Each call
    its own segment's marker (exit 0) or ``<name>.error`` (that error's message and exit code).
 
 The pusher reads the configuration once, then archives the ``.ready`` segments, oldest first,
-in rounds of up to ``pitr.push_batch`` on ``pitr.push_threads`` threads, until no new segment
-has been ready for a second. While PostgreSQL consumes one round's markers, the next round is
-being stored: starting Python and reading the configuration no longer sits between segments.
+on ``pitr.push_threads`` threads, until no new segment has been ready for a second. It keeps
+the threads fed: a segment is handed over as soon as a thread frees up, with no round to wait
+for, so starting Python and reading the configuration no longer sit between segments.
+Metrics are reported every ``pitr.push_batch`` stored segments and whenever the queue drains.
 
-Nothing is reported done before it is stored: a round's markers are written only after every
-push of the round returned (a local repository fsyncs file and folder; an S3 PUT has
-completed), and each segment gets its own marker or error. A pusher killed mid-round leaves no
-marker for what it had not finished; the waiting call sees the lock free, and starts another.
+Nothing is reported done before it is stored: each segment's marker is written by the thread
+that stored it, after the store returned (a local repository fsyncs file and folder; an S3
+PUT has completed), and each segment gets its own marker or error. A pusher killed mid-store
+leaves no marker for what it had not finished; the waiting call sees the lock free, and
+starts another. After a failure the pusher takes no new segment, lets the running ones
+finish, and writes the failed ones' errors.
 
 A marker holds a hash of what decides the destination (``--repo``, ``RFBACKUP_*`` and
 ``AWS_*`` variables, the configuration file's path and identity, the working folder), never
@@ -37,7 +40,7 @@ import time
 TYPE_CHECKING = False  # typing itself costs ~10 ms on every archive_command call
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from rfbackup.config import Settings
     from rfbackup.pitr.archive import WalArchive
@@ -220,8 +223,8 @@ def _spawn(lock_fd: int, wal_dir: str, repo_url: str | None, key: str) -> None:
 
 
 def run(wal_dir: str, repo_url: str | None, key: str) -> int:
-    """Archive ready segments in rounds until none is left for IDLE_SECONDS."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Archive ready segments until none is left for IDLE_SECONDS; 1 after a failure."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from pathlib import Path
 
     from rfbackup import interrupts
@@ -236,69 +239,110 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
     except RfBackupError as exc:
         _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
         return exc.exit_code
-    done: set[str] = set()
+    batch = Batch(archive, settings, wal_dir, key)
+    depth = policy.push_threads * 2  # queued behind the running ones: no thread waits for us
     idle_since = time.monotonic()
     with ThreadPoolExecutor(
         policy.push_threads, initializer=interrupts.leave_to_main_thread
     ) as pool:
-        while not os.path.exists(os.path.join(status, STOP)):
-            names = [
-                n
-                for n in ready_files(Path(wal_dir))
-                if n not in done and not os.path.exists(os.path.join(status, n + MARKER))
-            ][: policy.push_batch]
-            if not names:
-                if time.monotonic() - idle_since > IDLE_SECONDS:
-                    break
+        while True:
+            stopping = batch.errors or os.path.exists(os.path.join(status, STOP))
+            if not stopping and len(batch.running) < depth:
+                for name in ready_files(Path(wal_dir)):
+                    if len(batch.running) >= depth:
+                        break
+                    if name not in batch.seen and not os.path.exists(
+                        os.path.join(status, name + MARKER)
+                    ):
+                        batch.submit(pool, name)
+            if batch.running:
+                finished, _ = wait(batch.running, timeout=0.05, return_when=FIRST_COMPLETED)
+                batch.collect(finished, policy.push_batch)
+                idle_since = time.monotonic()
+            elif stopping or time.monotonic() - idle_since > IDLE_SECONDS:
+                break
+            else:
                 time.sleep(0.02)
-                continue
-            if not push_round(archive, settings, pool, wal_dir, names, key):
-                return 1  # the failed segments have their .error; the next call starts anew
-            done.update(names)
-            idle_since = time.monotonic()
-    return 0
+    return batch.finish()
 
 
-def push_round(
-    archive: WalArchive,
-    settings: Settings,
-    pool: ThreadPoolExecutor,
-    wal_dir: str,
-    names: list[str],
-    key: str,
-) -> bool:
-    """Push ``names`` in parallel; one marker per stored segment, written in round order as
-    soon as it and the segments before it are done (stored or failed), then metrics and one
-    error file per failed one. True if all were stored."""
-    from pathlib import Path
+class Batch:
+    """The pusher's segments in flight, and what has been stored or failed since the last
+    metrics report. A marker is written by the thread that stored the segment, the moment
+    the store returned (a local repository fsyncs file and folder; an S3 PUT has completed),
+    so PostgreSQL's waiting call does not wait for anything else."""
 
-    from rfbackup.errors import RfBackupError, StorageError
-    from rfbackup.pitr.walcmd import _report
+    def __init__(self, archive: WalArchive, settings: Settings, wal_dir: str, key: str) -> None:
+        from rfbackup.errors import RfBackupError
 
-    status = os.path.join(wal_dir, STATUS_DIR)
-    started = time.time()
-    errors: dict[str, RfBackupError] = {}
-    stored: list[str] = []
-    try:  # the first push into a new archive records its identity, once
-        archive.prepare(Path(wal_dir, names[0]), exclusive=True)  # we hold the lock
-    except RfBackupError as exc:
-        errors[names[0]] = exc
-    if not errors:
-        futures = {n: pool.submit(archive.push, Path(wal_dir, n), True) for n in names}
-        for name, future in futures.items():
+        self.archive = archive
+        self.settings = settings
+        self.wal_dir = wal_dir
+        self.status = os.path.join(wal_dir, STATUS_DIR)
+        self.key = key
+        self.running: dict[Future[None], str] = {}
+        self.seen: set[str] = set()  # submitted once: a later failure is the next pusher's
+        self.prepared = False
+        self.started = time.time()
+        self.stored: list[str] = []
+        self.errors: dict[str, RfBackupError] = {}
+
+    def submit(self, pool: ThreadPoolExecutor, name: str) -> None:
+        from pathlib import Path
+
+        from rfbackup.errors import RfBackupError
+
+        self.seen.add(name)
+        if not self.prepared:  # the first push into a new archive records its identity, once
+            try:
+                self.archive.prepare(Path(self.wal_dir, name), exclusive=True)  # we hold the lock
+            except RfBackupError as exc:
+                self.errors[name] = exc
+                return
+            self.prepared = True
+        self.running[pool.submit(self._push, name)] = name
+
+    def _push(self, name: str) -> None:
+        from pathlib import Path
+
+        self.archive.push(Path(self.wal_dir, name), True)
+        _write_atomic(os.path.join(self.status, name + MARKER), self.key)
+
+    def collect(self, finished: set[Future[None]], report_every: int) -> None:
+        from rfbackup.errors import RfBackupError, StorageError
+
+        for future in finished:
+            name = self.running.pop(future)
             try:
                 future.result()
-                stored.append(name)
-                # marked at once, in order: PostgreSQL's waiting call returns without waiting
-                # for the rest of the round (the marker still follows the stored copy)
-                _write_atomic(os.path.join(status, name + MARKER), key)
+                self.stored.append(name)
             except RfBackupError as exc:
-                errors[name] = exc
+                self.errors[name] = exc
             except Exception as exc:  # a bug must not pass for a stored segment
-                errors[name] = StorageError(f"{name}: {exc!r}")
-    first_error = next(iter(errors.values()), None)
-    _report(settings, started, Path(wal_dir, names[0]), stored, first_error)
-    for name, error in errors.items():
-        print(f"rfbackup wal-push: {name}: {error}", file=sys.stderr)
-        _write_atomic(os.path.join(status, name + ERROR), f"{error.exit_code}\n{error}")
-    return not errors
+                self.errors[name] = StorageError(f"{name}: {exc!r}")
+        if self.errors:
+            return  # reported once, with the error, by finish()
+        if len(self.stored) >= report_every or (self.stored and not self.running):
+            self.report()
+
+    def report(self) -> None:
+        """Metrics for what was stored or failed since the last report."""
+        from pathlib import Path
+
+        from rfbackup.pitr.walcmd import _report
+
+        done = self.stored or list(self.errors)
+        if not done:
+            return
+        first_error = next(iter(self.errors.values()), None)
+        _report(self.settings, self.started, Path(self.wal_dir, done[0]), self.stored, first_error)
+        self.started = time.time()
+        self.stored = []
+
+    def finish(self) -> int:
+        """Report, then answer each failed segment's call: 0, or 1 after a failure."""
+        self.report()
+        for name, error in self.errors.items():
+            print(f"rfbackup wal-push: {name}: {error}", file=sys.stderr)
+            _write_atomic(os.path.join(self.status, name + ERROR), f"{error.exit_code}\n{error}")
+        return 1 if self.errors else 0
