@@ -8,7 +8,8 @@
    `pgbackrest restore`; both restored directories are started and their row counts compared;
 3. wal-push of N real segments to a local repository, as PostgreSQL's archiver would call it
    (one command per .ready file, in order, `sh -c` from the data directory), with no async
-   mode for either; and, with --s3, rfbackup's wal-push into SeaweedFS.
+   mode for either; and, with --s3, rfbackup's wal-push into SeaweedFS. The segments are
+   copies, and the cluster that wrote them is stopped before these timings.
 
 Needs the Debian package pgbackrest. Prints a table and the ratios (--json for a document).
 
@@ -309,6 +310,9 @@ def main() -> None:
         names = make_wal(pg, args.segments, src)
         results["segments"] = len(names)
         results["wal_bytes"] = sum((src / "pg_wal" / n).stat().st_size for n in names)
+        # the segments are copied out: stop the cluster, or the autovacuum and checkpoint that
+        # the generated rows set off compete for the cores with the timed archivers below
+        pg.stop()
         for who in ("rf", "br", "before"):
             shutil.copytree(src, root / f"wal-{who}", symlinks=True)
             subprocess.run(["chown", "-R", "postgres:postgres", str(root / f"wal-{who}")])
