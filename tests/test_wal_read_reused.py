@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from rfbackup.pitr import archive
-from rfbackup.pitr.archive import read_reused
+from rfbackup.pitr import walpack
+from rfbackup.pitr.walpack import read_reused
 
 
 def test_each_read_is_exactly_the_file_whatever_came_before(tmp_path: Path) -> None:
@@ -62,5 +62,5 @@ def test_a_file_that_grows_while_read_is_read_whole(
         return type("S", (), {"st_size": st.st_size - 500})()
 
     monkeypatch.setattr(os, "fstat", stale_fstat)
-    monkeypatch.setattr(archive._thread, "buffer", None, raising=False)  # sized from fstat
+    monkeypatch.setattr(walpack._thread, "buffer", None, raising=False)  # sized from fstat
     assert read_reused(f).tobytes() == b"x" * 1000

@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -35,14 +33,8 @@ from rfbackup.errors import (
     PartialExists,
     StorageError,
 )
-from rfbackup.pitr.walnames import (
-    DEFAULT_SEGMENT_SIZE,
-    OTHER_RE,
-    SEGMENT_RE,
-    Segment,
-    folder_of,
-    is_wal_file,
-)
+from rfbackup.pitr.walnames import DEFAULT_SEGMENT_SIZE, SEGMENT_RE, folder_of, is_wal_file
+from rfbackup.pitr.walpack import HEADER, Packed, pack, read_header
 from rfbackup.storage.base import ObjectInfo, Repository, read_bytes
 
 PREFIX = "wal/"
@@ -50,10 +42,6 @@ INFO_KEY = "wal/archive.json"
 INFO_FORMAT = "rfbackup-wal-archive/1"
 EXT = ".zst"
 AGE = ".age"
-
-# The long page header that starts every WAL segment (PostgreSQL's XLogLongPageHeaderData).
-_HEADER = struct.Struct("<HHIQI4xQII")
-XLP_LONG_HEADER = 0x0002
 
 
 @dataclass(frozen=True)
@@ -77,45 +65,6 @@ class Archived:
     size: int
     modified: datetime
     encrypted: bool
-
-
-@dataclass(frozen=True)
-class SegmentHeader:
-    page_address: int
-    system_identifier: int
-    segment_size: int
-
-
-def read_header(data: bytes | memoryview, where: str) -> SegmentHeader:
-    """The identity of a WAL segment from its first page. Raises IntegrityError if it is not
-    a WAL segment."""
-    if len(data) < _HEADER.size:
-        raise IntegrityError(f"{where} is not a WAL segment: only {len(data)} bytes")
-    _magic, info, _tli, pageaddr, _rem, sysid, seg_size, _blcksz = _HEADER.unpack_from(data)
-    if not info & XLP_LONG_HEADER or seg_size == 0 or seg_size & (seg_size - 1):
-        raise IntegrityError(f"{where} is not a WAL segment: no long page header")
-    return SegmentHeader(pageaddr, sysid, seg_size)
-
-
-_thread = threading.local()
-
-
-def read_reused(path: Path) -> memoryview:
-    """A file's bytes, in a buffer this thread reuses: valid until the thread's next call.
-    (A fresh 16 MB object per segment costs the kernel page faults and zeroing: about a sixth
-    of the CPU a push spends on its own side.)"""
-    with open(path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        buf: bytearray | None = getattr(_thread, "buffer", None)
-        if buf is None or len(buf) <= size:
-            buf = _thread.buffer = bytearray(size + 1)
-        view = memoryview(buf)
-        n = 0
-        while got := fh.readinto(view[n:]):
-            n += got
-            if n == len(buf):  # it grew while we read: no buffer to keep for this one
-                return memoryview(view.tobytes() + fh.read())
-        return view[:n]
 
 
 def key_for(name: str, sha256: str, encrypted: bool) -> str:
@@ -235,7 +184,14 @@ class WalArchive:
     # -- push and fetch -------------------------------------------------------------------
 
     def push(self, path: Path, exclusive: bool = False) -> bool:
-        """Archive one file. True if stored, False if an identical copy was already there.
+        """Archive one file: :meth:`pack`, then :meth:`store`."""
+        return self.store(self.pack(path), exclusive)
+
+    def pack(self, path: Path) -> Packed:
+        return pack(path, self.level, self.recipients)
+
+    def store(self, packed: Packed, exclusive: bool = False) -> bool:
+        """Store a packed file. True if stored, False if an identical copy was already there.
 
         ``exclusive``: the caller is the only writer for this cluster (the pusher holds its
         lock), so a partial copy of the same content left by a killed writer is removed and
@@ -243,16 +199,9 @@ class WalArchive:
 
         Raises IntegrityError for different content under the same name, or a segment from
         another cluster."""
-        name = path.name
-        if not is_wal_file(name):
-            raise ConfigError(f"{path}: not a WAL file name PostgreSQL archives")
-        try:
-            data = read_reused(path)
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
-        if SEGMENT_RE.match(name) or (OTHER_RE.match(name) and name.endswith(".partial")):
-            self._check_segment(name, data, path)
-        sha = hashlib.sha256(data).hexdigest()
+        name, sha = packed.name, packed.sha256
+        if packed.header is not None:
+            self.claim(packed.header.system_identifier, packed.header.segment_size)
         for copy in self.copies(name):
             if copy.sha256 == sha:
                 self._to_replica(copy.key)  # a retry after the replica failed
@@ -262,21 +211,14 @@ class WalArchive:
                 f"({self.repo.describe(copy.key)}); refusing to replace it. Two clusters "
                 "archiving into one repository, or a cluster restored without a new timeline?"
             )
-        import zstandard
-
-        blob = zstandard.ZstdCompressor(level=self.level).compress(data)
-        if self.recipients:
-            import pyrage
-
-            blob = pyrage.encrypt(blob, self.recipients)
-        key = key_for(name, sha, bool(self.recipients))
+        key = key_for(name, sha, packed.encrypted)
         try:
-            self.repo.put(key, blob)
+            self.repo.put(key, packed.blob)
         except StorageError:
             if not exclusive:
                 raise
             self.repo.discard_partial(key)
-            self.repo.put(key, blob)
+            self.repo.put(key, packed.blob)
         self._to_replica(key)
         return True
 
@@ -302,21 +244,6 @@ class WalArchive:
 
             log.warning("%s (rfbackup replica sync copies it later)", message)
 
-    def _check_segment(self, name: str, data: bytes | memoryview, path: Path) -> None:
-        header = read_header(data, str(path))
-        if len(data) != header.segment_size:
-            raise IntegrityError(
-                f"{path}: {len(data)} bytes, but its header says segments are "
-                f"{header.segment_size} bytes (a truncated copy?)"
-            )
-        seg = Segment.parse(name[:24], header.segment_size)
-        if seg is None or header.page_address != seg.start_lsn:
-            raise IntegrityError(
-                f"{path}: its first page belongs at {header.page_address:#x}, not at segment "
-                f"{name[:24]} (a renamed or recycled file?)"
-            )
-        self.claim(header.system_identifier, header.segment_size)
-
     def prepare(self, path: Path, exclusive: bool = False) -> None:
         """Check a segment's cluster against the archive before parallel pushes begin (the
         first push of a new archive records its identity, once; ``exclusive`` as in claim)."""
@@ -324,7 +251,7 @@ class WalArchive:
             return
         try:
             with open(path, "rb") as fh:
-                head = fh.read(_HEADER.size)
+                head = fh.read(HEADER.size)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from None
         header = read_header(head, str(path))

@@ -41,6 +41,7 @@ TYPE_CHECKING = False  # typing itself costs ~10 ms on every archive_command cal
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
+    from typing import Any
 
     from rfbackup.config import Settings
     from rfbackup.pitr.archive import WalArchive
@@ -53,6 +54,7 @@ STOP = "pusher.stop"
 FAILED = "pusher.error"  # the pusher could not start (configuration, repository)
 LOG = "pusher.log"
 IDLE_SECONDS = 1.0  # a pusher with nothing to do for this long exits
+RESCAN_SECONDS = 1.0  # a pusher with a backlog lists archive_status again this often
 POLL_SECONDS = 0.005
 MAX_STARTS = 3  # pushers that may die without an answer before a call gives up
 LOG_LIMIT = 1024 * 1024
@@ -223,41 +225,57 @@ def _spawn(lock_fd: int, wal_dir: str, repo_url: str | None, key: str) -> None:
 
 
 def run(wal_dir: str, repo_url: str | None, key: str) -> int:
-    """Archive ready segments until none is left for IDLE_SECONDS; 1 after a failure."""
+    """Archive ready segments until none is left for IDLE_SECONDS; 1 after a failure.
+
+    The first segments are being packed (read, hashed, compressed) while the repository is
+    opened: boto3's import and client, and the archive's identity, take a third of a second."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from pathlib import Path
 
     from rfbackup import interrupts
     from rfbackup.config import load
     from rfbackup.errors import RfBackupError
-    from rfbackup.pitr.walcmd import open_archive, ready_files
+    from rfbackup.pitr.walcmd import open_archive, pack_options, ready_files
 
     status = os.path.join(wal_dir, STATUS_DIR)
     try:
         settings = load()
-        archive, policy = open_archive(repo_url, for_push=True, settings=settings)
+        batch = Batch(settings, wal_dir, key, *pack_options(settings))
     except RfBackupError as exc:
         _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
         return exc.exit_code
-    batch = Batch(archive, settings, wal_dir, key)
-    depth = policy.push_threads * 2  # queued behind the running ones: no thread waits for us
+    threads = settings.pitr.push_threads
+    depth = threads * 2  # queued behind the running ones: no thread waits for us
+    pending: list[str] = []  # ready, oldest last
+    scanned = 0.0
     idle_since = time.monotonic()
-    with ThreadPoolExecutor(
-        policy.push_threads, initializer=interrupts.leave_to_main_thread
-    ) as pool:
+    with ThreadPoolExecutor(threads, initializer=interrupts.leave_to_main_thread) as pool:
         while True:
             stopping = batch.errors or os.path.exists(os.path.join(status, STOP))
-            if not stopping and len(batch.running) < depth:
-                for name in ready_files(Path(wal_dir)):
-                    if len(batch.running) >= depth:
-                        break
+            # until the repository is open, one segment is packed: the imports use the other core
+            room = depth if batch.opened.is_set() else 1
+            if not stopping and len(batch.running) < room:
+                if not pending or time.monotonic() - scanned > RESCAN_SECONDS:
+                    pending = [n for n in ready_files(Path(wal_dir)) if n not in batch.seen]
+                    pending.reverse()
+                    scanned = time.monotonic()
+                while pending and len(batch.running) < room and not batch.errors:
+                    name = pending.pop()
                     if name not in batch.seen and not os.path.exists(
                         os.path.join(status, name + MARKER)
                     ):
                         batch.submit(pool, name)
+            if not batch.opened.is_set():
+                try:
+                    archive, _ = open_archive(repo_url, for_push=True, settings=settings)
+                except RfBackupError as exc:
+                    batch.cancel()
+                    _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
+                    return exc.exit_code
+                batch.open(archive)
             if batch.running:
                 finished, _ = wait(batch.running, timeout=0.05, return_when=FIRST_COMPLETED)
-                batch.collect(finished, policy.push_batch)
+                batch.collect(finished, settings.pitr.push_batch)
                 idle_since = time.monotonic()
             elif stopping or time.monotonic() - idle_since > IDLE_SECONDS:
                 break
@@ -266,46 +284,85 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
     return batch.finish()
 
 
+class Cancelled(Exception):
+    """A packed segment the pusher will not store (the repository did not open)."""
+
+
 class Batch:
     """The pusher's segments in flight, and what has been stored or failed since the last
-    metrics report. A marker is written by the thread that stored the segment, the moment
-    the store returned (a local repository fsyncs file and folder; an S3 PUT has completed),
-    so PostgreSQL's waiting call does not wait for anything else."""
+    metrics report. A segment is packed as soon as it is submitted, and stored once the
+    archive is open; its marker is written by the thread that stored it, the moment the store
+    returned, so PostgreSQL's waiting call does not wait for anything else."""
 
-    def __init__(self, archive: WalArchive, settings: Settings, wal_dir: str, key: str) -> None:
+    def __init__(
+        self, settings: Settings, wal_dir: str, key: str, level: int, recipients: list[Any]
+    ) -> None:
+        import threading
+
         from rfbackup.errors import RfBackupError
 
-        self.archive = archive
         self.settings = settings
         self.wal_dir = wal_dir
         self.status = os.path.join(wal_dir, STATUS_DIR)
         self.key = key
+        self.level = level
+        self.recipients = recipients
+        self.archive: WalArchive | None = None
+        self.opened = threading.Event()  # set when stores may begin (or never will)
         self.running: dict[Future[None], str] = {}
         self.seen: set[str] = set()  # submitted once: a later failure is the next pusher's
+        self.first: str | None = None
         self.prepared = False
         self.started = time.time()
         self.stored: list[str] = []
         self.errors: dict[str, RfBackupError] = {}
 
-    def submit(self, pool: ThreadPoolExecutor, name: str) -> None:
+    def open(self, archive: WalArchive) -> None:
+        """Let the stores begin, after the first segment's cluster is checked against the
+        archive (the first push into a new archive records its identity, once)."""
+        self.archive = archive
+        if self.first is not None:
+            self._prepare(self.first)
+        self.opened.set()
+
+    def cancel(self) -> None:
+        self.archive = None
+        self.opened.set()
+
+    def _prepare(self, name: str) -> None:
         from pathlib import Path
 
         from rfbackup.errors import RfBackupError
 
+        assert self.archive is not None
+        try:
+            self.archive.prepare(Path(self.wal_dir, name), exclusive=True)  # we hold the lock
+        except RfBackupError as exc:
+            self.errors[name] = exc
+            self.archive = None  # packed segments wait, then are dropped: nothing is stored
+            return
+        self.prepared = True
+
+    def submit(self, pool: ThreadPoolExecutor, name: str) -> None:
         self.seen.add(name)
-        if not self.prepared:  # the first push into a new archive records its identity, once
-            try:
-                self.archive.prepare(Path(self.wal_dir, name), exclusive=True)  # we hold the lock
-            except RfBackupError as exc:
-                self.errors[name] = exc
+        self.first = self.first or name
+        if self.archive is not None and not self.prepared:
+            self._prepare(name)
+            if not self.prepared:
                 return
-            self.prepared = True
         self.running[pool.submit(self._push, name)] = name
 
     def _push(self, name: str) -> None:
         from pathlib import Path
 
-        self.archive.push(Path(self.wal_dir, name), True)
+        from rfbackup.pitr.walpack import pack
+
+        packed = pack(Path(self.wal_dir, name), self.level, self.recipients)
+        self.opened.wait()
+        archive = self.archive
+        if archive is None:
+            raise Cancelled(name)
+        archive.store(packed, True)
         _write_atomic(os.path.join(self.status, name + MARKER), self.key)
 
     def collect(self, finished: set[Future[None]], report_every: int) -> None:
@@ -316,6 +373,8 @@ class Batch:
             try:
                 future.result()
                 self.stored.append(name)
+            except Cancelled:
+                pass  # not stored, not failed: its call starts the next pusher
             except RfBackupError as exc:
                 self.errors[name] = exc
             except Exception as exc:  # a bug must not pass for a stored segment

@@ -33,6 +33,7 @@ TYPE_CHECKING = False  # typing itself costs ~10 ms on every archive_command cal
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from rfbackup.config import PitrPolicy, Settings
     from rfbackup.pitr.archive import WalArchive
@@ -154,16 +155,11 @@ def open_archive(
     repo = settings.open_repository(repo_url)
     policy = settings.pitr
     if for_push:
-        keys = settings.backup_recipients()
-        recipients = []
-        if keys:
-            from rfbackup.encryption import parse_recipients
-
-            recipients = parse_recipients(keys)
+        level, recipients = pack_options(settings)
         replica = settings.open_replica()
         archive = WalArchive(
             repo,
-            policy.wal_zstd_level,
+            level,
             recipients=recipients,
             replica=replica,
             replica_required=settings.replica.required,
@@ -171,6 +167,16 @@ def open_archive(
         return archive, policy
     identities = settings.encryption.identities()
     return WalArchive(repo, policy.wal_zstd_level, identities=identities), policy
+
+
+def pack_options(settings: Settings) -> tuple[int, list[Any]]:
+    """The zstd level and the age recipients pushed WAL is packed with."""
+    keys = settings.backup_recipients()
+    if not keys:
+        return settings.pitr.wal_zstd_level, []
+    from rfbackup.encryption import parse_recipients
+
+    return settings.pitr.wal_zstd_level, parse_recipients(keys)
 
 
 def ready_files(wal_dir: Path) -> list[str]:
