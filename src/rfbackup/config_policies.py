@@ -61,7 +61,7 @@ class PitrPolicy(BaseModel):
     # Base backups; WAL follows the oldest kept.
     keep_days: int = Field(default=14, ge=0, le=MAX_DAYS)
     keep_min: int = Field(default=2, ge=1)
-    push_batch: int = Field(default=32, ge=1, le=256)  # ready segments one wal-push call sends
+    push_batch: int = Field(default=32, ge=1, le=256)  # pusher: metrics every N; manual push: N
     push_threads: int = Field(default=4, ge=1, le=64)
     prefetch: int = Field(default=8, ge=0, le=256)  # segments wal-fetch fetches ahead
     archive_wait_seconds: int = Field(default=300, ge=1)  # base backup waits for its WAL
