@@ -227,7 +227,7 @@ def _spawn(lock_fd: int, wal_dir: str, repo_url: str | None, key: str) -> None:
 def run(wal_dir: str, repo_url: str | None, key: str) -> int:
     """Archive ready segments until none is left for IDLE_SECONDS; 1 after a failure.
 
-    The first segments are being packed (read, hashed, compressed) while the repository is
+    The first segment is packed (read, hashed, compressed) while the repository is being
     opened: boto3's import and client, and the archive's identity, take a third of a second."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     from pathlib import Path
