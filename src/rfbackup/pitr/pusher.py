@@ -9,10 +9,11 @@ PostgreSQL runs ``archive_command`` once per segment and waits for it. Each call
    forks the pusher when nobody holds the lock), then waits for
    its own segment's marker (exit 0) or ``<name>.error`` (that error's message and exit code).
 
-The pusher reads the configuration once, then archives the ``.ready`` segments, oldest first,
-on ``pitr.push_threads`` threads, until no new segment has been ready for a second. It keeps
-the threads fed: a segment is handed over as soon as a thread frees up, with no round to wait
-for, so starting Python and reading the configuration no longer sit between segments.
+The pusher (:mod:`rfbackup.pitr.pushworker`) reads the configuration once, then archives the
+``.ready`` segments, oldest first, on ``pitr.push_threads`` threads, until no new segment has
+been ready for a second. It keeps the threads fed: a segment is handed over as soon as a
+thread frees up, with no round to wait for, so starting Python and reading the configuration
+no longer sit between segments.
 Metrics are reported every ``pitr.push_batch`` stored segments and whenever the queue drains.
 
 Nothing is reported done before it is stored: each segment's marker is written by the thread
@@ -37,15 +38,6 @@ import os
 import sys
 import time
 
-TYPE_CHECKING = False  # typing itself costs ~10 ms on every archive_command call
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
-    from typing import Any
-
-    from rfbackup.config import Settings
-    from rfbackup.pitr.archive import WalArchive
-
 STATUS_DIR = "rfbackup_status"
 MARKER = ".pushed"
 ERROR = ".error"
@@ -53,8 +45,6 @@ LOCK = "pusher.lock"
 STOP = "pusher.stop"
 FAILED = "pusher.error"  # the pusher could not start (configuration, repository)
 LOG = "pusher.log"
-IDLE_SECONDS = 1.0  # a pusher with nothing to do for this long exits
-RESCAN_SECONDS = 1.0  # a pusher with a backlog lists archive_status again this often
 POLL_SECONDS = 0.005
 MAX_STARTS = 3  # pushers that may die without an answer before a call gives up
 LOG_LIMIT = 1024 * 1024
@@ -212,6 +202,8 @@ def _spawn(lock_fd: int, wal_dir: str, repo_url: str | None, key: str) -> None:
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.dup2(log, 2)  # stdout and stderr no longer hold the caller's pipes open
+        from rfbackup.pitr.pushworker import run
+
         code = run(os.path.abspath(wal_dir), repo_url, key)
     except BaseException:
         import traceback
@@ -219,189 +211,3 @@ def _spawn(lock_fd: int, wal_dir: str, repo_url: str | None, key: str) -> None:
         traceback.print_exc()
     finally:
         os._exit(code)
-
-
-# -- the pusher ---------------------------------------------------------------------------
-
-
-def run(wal_dir: str, repo_url: str | None, key: str) -> int:
-    """Archive ready segments until none is left for IDLE_SECONDS; 1 after a failure.
-
-    The first segment is packed (read, hashed, compressed) while the repository is being
-    opened: boto3's import and client, and the archive's identity, take a third of a second."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-    from pathlib import Path
-
-    from rfbackup import interrupts
-    from rfbackup.config import load
-    from rfbackup.errors import RfBackupError
-    from rfbackup.pitr.walcmd import open_archive, pack_options, ready_files
-
-    status = os.path.join(wal_dir, STATUS_DIR)
-    try:
-        settings = load()
-        batch = Batch(settings, wal_dir, key, *pack_options(settings))
-    except RfBackupError as exc:
-        _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
-        return exc.exit_code
-    threads = settings.pitr.push_threads
-    depth = threads * 2  # queued behind the running ones: no thread waits for us
-    pending: list[str] = []  # ready, oldest last
-    scanned = 0.0
-    idle_since = time.monotonic()
-    with ThreadPoolExecutor(threads, initializer=interrupts.leave_to_main_thread) as pool:
-        while True:
-            stopping = batch.errors or os.path.exists(os.path.join(status, STOP))
-            # until the repository is open, one segment is packed: the imports use the other core
-            room = depth if batch.opened.is_set() else 1
-            if not stopping and len(batch.running) < room:
-                if not pending or time.monotonic() - scanned > RESCAN_SECONDS:
-                    pending = [n for n in ready_files(Path(wal_dir)) if n not in batch.seen]
-                    pending.reverse()
-                    scanned = time.monotonic()
-                while pending and len(batch.running) < room and not batch.errors:
-                    name = pending.pop()
-                    if name not in batch.seen and not os.path.exists(
-                        os.path.join(status, name + MARKER)
-                    ):
-                        batch.submit(pool, name)
-            if not batch.opened.is_set():
-                try:
-                    archive, _ = open_archive(repo_url, for_push=True, settings=settings)
-                except RfBackupError as exc:
-                    batch.cancel()
-                    _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
-                    return exc.exit_code
-                batch.open(archive)
-            if batch.running:
-                finished, _ = wait(batch.running, timeout=0.05, return_when=FIRST_COMPLETED)
-                batch.collect(finished, settings.pitr.push_batch)
-                idle_since = time.monotonic()
-            elif stopping or time.monotonic() - idle_since > IDLE_SECONDS:
-                break
-            else:
-                time.sleep(0.02)
-    return batch.finish()
-
-
-class Cancelled(Exception):
-    """A packed segment the pusher will not store (the repository did not open)."""
-
-
-class Batch:
-    """The pusher's segments in flight, and what has been stored or failed since the last
-    metrics report. A segment is packed as soon as it is submitted, and stored once the
-    archive is open; its marker is written by the thread that stored it, the moment the store
-    returned, so PostgreSQL's waiting call does not wait for anything else."""
-
-    def __init__(
-        self, settings: Settings, wal_dir: str, key: str, level: int, recipients: list[Any]
-    ) -> None:
-        import threading
-
-        from rfbackup.errors import RfBackupError
-
-        self.settings = settings
-        self.wal_dir = wal_dir
-        self.status = os.path.join(wal_dir, STATUS_DIR)
-        self.key = key
-        self.level = level
-        self.recipients = recipients
-        self.archive: WalArchive | None = None
-        self.opened = threading.Event()  # set when stores may begin (or never will)
-        self.running: dict[Future[None], str] = {}
-        self.seen: set[str] = set()  # submitted once: a later failure is the next pusher's
-        self.first: str | None = None
-        self.prepared = False
-        self.started = time.time()
-        self.stored: list[str] = []
-        self.errors: dict[str, RfBackupError] = {}
-
-    def open(self, archive: WalArchive) -> None:
-        """Let the stores begin, after the first segment's cluster is checked against the
-        archive (the first push into a new archive records its identity, once)."""
-        self.archive = archive
-        if self.first is not None:
-            self._prepare(self.first)
-        self.opened.set()
-
-    def cancel(self) -> None:
-        self.archive = None
-        self.opened.set()
-
-    def _prepare(self, name: str) -> None:
-        from pathlib import Path
-
-        from rfbackup.errors import RfBackupError
-
-        assert self.archive is not None
-        try:
-            self.archive.prepare(Path(self.wal_dir, name), exclusive=True)  # we hold the lock
-        except RfBackupError as exc:
-            self.errors[name] = exc
-            self.archive = None  # packed segments wait, then are dropped: nothing is stored
-            return
-        self.prepared = True
-
-    def submit(self, pool: ThreadPoolExecutor, name: str) -> None:
-        self.seen.add(name)
-        self.first = self.first or name
-        if self.archive is not None and not self.prepared:
-            self._prepare(name)
-            if not self.prepared:
-                return
-        self.running[pool.submit(self._push, name)] = name
-
-    def _push(self, name: str) -> None:
-        from pathlib import Path
-
-        from rfbackup.pitr.walpack import pack
-
-        packed = pack(Path(self.wal_dir, name), self.level, self.recipients)
-        self.opened.wait()
-        archive = self.archive
-        if archive is None:
-            raise Cancelled(name)
-        archive.store(packed, True)
-        _write_atomic(os.path.join(self.status, name + MARKER), self.key)
-
-    def collect(self, finished: set[Future[None]], report_every: int) -> None:
-        from rfbackup.errors import RfBackupError, StorageError
-
-        for future in finished:
-            name = self.running.pop(future)
-            try:
-                future.result()
-                self.stored.append(name)
-            except Cancelled:
-                pass  # not stored, not failed: its call starts the next pusher
-            except RfBackupError as exc:
-                self.errors[name] = exc
-            except Exception as exc:  # a bug must not pass for a stored segment
-                self.errors[name] = StorageError(f"{name}: {exc!r}")
-        if self.errors:
-            return  # reported once, with the error, by finish()
-        if len(self.stored) >= report_every or (self.stored and not self.running):
-            self.report()
-
-    def report(self) -> None:
-        """Metrics for what was stored or failed since the last report."""
-        from pathlib import Path
-
-        from rfbackup.pitr.walcmd import _report
-
-        done = self.stored or list(self.errors)
-        if not done:
-            return
-        first_error = next(iter(self.errors.values()), None)
-        _report(self.settings, self.started, Path(self.wal_dir, done[0]), self.stored, first_error)
-        self.started = time.time()
-        self.stored = []
-
-    def finish(self) -> int:
-        """Report, then answer each failed segment's call: 0, or 1 after a failure."""
-        self.report()
-        for name, error in self.errors.items():
-            print(f"rfbackup wal-push: {name}: {error}", file=sys.stderr)
-            _write_atomic(os.path.join(self.status, name + ERROR), f"{error.exit_code}\n{error}")
-        return 1 if self.errors else 0
