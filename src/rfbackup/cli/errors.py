@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import UTC, datetime
+from types import FrameType
 
-from rfbackup.errors import RfBackupError
+from rfbackup.errors import Interrupted, RfBackupError
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM raises Interrupted, and SIGINT KeyboardInterrupt, in every command. Our own
+    SIGINT handler too: started with SIGINT ignored (nohup, `cmd &` in a script), Python would
+    inherit "ignore" and Ctrl-C would never stop a run."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
 
 
 def report_error(exc: RfBackupError, verbose: bool = False) -> int:

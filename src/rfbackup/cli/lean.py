@@ -44,23 +44,16 @@ def _parse(argv: list[str]) -> argparse.Namespace | None:
     return args
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    from rfbackup.errors import Interrupted
-
-    raise Interrupted(signum)
-
-
 def list_command(argv: list[str]) -> int | None:
     """The exit code of ``rfbackup list ARGV``, or None when Typer must run it."""
     args = _parse(argv)
     if args is None:
         return None
-    from rfbackup.cli.errors import report_error
+    from rfbackup.cli.errors import install_signal_handlers, report_error
     from rfbackup.cli.listview import show
     from rfbackup.errors import Interrupted, RfBackupError
 
-    signal.signal(signal.SIGTERM, _on_sigterm)  # as cli.main does
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_signal_handlers()  # as cli.root.main does
     try:
         show(args.components, args.env, args.repo, args.as_json)
     except RfBackupError as exc:

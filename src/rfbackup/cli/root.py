@@ -6,7 +6,6 @@ import signal
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -41,7 +40,7 @@ from rfbackup.cli.common import (
     settings,
 )
 from rfbackup.cli.errors import causes as causes  # re-exported
-from rfbackup.cli.errors import report_error
+from rfbackup.cli.errors import install_signal_handlers, report_error
 from rfbackup.cli.helpfmt import HOOKS_PANEL
 from rfbackup.errors import Aborted, Interrupted, RfBackupError
 from rfbackup.limits import MAX_DAYS
@@ -317,10 +316,6 @@ def crontab(
     typer.echo("\n".join(lines))
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
-
-
 def command() -> typer.core.TyperGroup:
     """The command tree, with the help renderer of cli/helpfmt.py and the commands in order."""
     from rfbackup.cli.helpfmt import polish
@@ -334,10 +329,7 @@ def command() -> typer.core.TyperGroup:
 def main(argv: list[str] | None = None) -> None:
     from rfbackup.cli.legacy import rewrite
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    # Our own SIGINT handler too: started with SIGINT ignored (nohup, `cmd &` in a script),
-    # Python would inherit "ignore" and Ctrl-C would never stop a run.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_signal_handlers()
     kinds = tuple(str(c.name) for c in restore_cmd.app.registered_commands)
     args = rewrite(sys.argv[1:] if argv is None else argv, kinds)
     try:
