@@ -95,10 +95,6 @@ ALIASED: dict[str, Spec] = {
 }
 
 
-def default(*path: str) -> Any:
-    return FIELDS[path].default
-
-
 def lock_directory(folder: Path | None) -> Path:
     """Default: /run/rfbackup for root, else $XDG_STATE_HOME/rfbackup/locks
     (~/.local/state/rfbackup/locks): private to the user, the same under cron and a login."""
