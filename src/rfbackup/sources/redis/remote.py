@@ -17,7 +17,7 @@ from typing import IO, Any, BinaryIO
 
 from rfbackup.errors import RestoreError
 from rfbackup.sources.redis.connection import client, one_line_errors
-from rfbackup.sources.redis.replay import Payloads, Skipped, entries, glob_regex
+from rfbackup.sources.redis.replay import TAIL, Payloads, Skipped, entries, glob_regex
 from rfbackup.sources.redis.resp import RespPipe
 from rfbackup.sources.redis.restore import write_checked
 from rfbackup.sources.redis.target import RedisTarget
@@ -116,9 +116,9 @@ class _Replay:
         plain += b"%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%c"
         ttl_head = b"*%d\r\n$7\r\nRESTORE\r\n$" % (6 if replace else 5)
         ttl_head += b"%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%c"
-        plain_end = Struct(f"<HQ{2 + len(replace)}s").pack
-        ttl_end = Struct(f"<HQ{14 + len(replace)}s").pack
         plain_tail, ttl_tail = b"\r\n" + replace, b"\r\n$6\r\nABSTTL\r\n" + replace
+        plain_end = Struct(f"{TAIL.format}{len(plain_tail)}s").pack
+        ttl_end = Struct(f"{TAIL.format}{len(ttl_tail)}s").pack
         payload_crc, version = self.payloads.crc, self.payloads.rdb_version
         for db, key, kind, value, expire_ms in entries(fh, self.skipped):
             if filtered and (

@@ -25,7 +25,7 @@ from rfbackup.sources.redis.check import crc64
 from rfbackup.sources.redis.rdbfast import RdbFormatError, _flen, _fstr, _fvalue
 
 BLOCK = 4 << 20
-_TAIL = struct.Struct("<HQ")
+TAIL = struct.Struct("<HQ")  # a DUMP payload ends with the RDB version and its CRC64
 
 
 # (db, key, kind, value, expire_ms): ``kind`` is the RDB value type (the payload's first
@@ -190,7 +190,7 @@ class Payloads:
         return crc
 
     def tail(self, kind: int, value: memoryview) -> bytes:
-        return _TAIL.pack(self.rdb_version, self.crc(kind, value))
+        return TAIL.pack(self.rdb_version, self.crc(kind, value))
 
 
 def glob_regex(pattern: str) -> re.Pattern[bytes]:
