@@ -184,11 +184,8 @@ class WalArchive:
     # -- push and fetch -------------------------------------------------------------------
 
     def push(self, path: Path, exclusive: bool = False) -> bool:
-        """Archive one file: :meth:`pack`, then :meth:`store`."""
-        return self.store(self.pack(path), exclusive)
-
-    def pack(self, path: Path) -> Packed:
-        return pack(path, self.level, self.recipients)
+        """Archive one file: pack it (:func:`rfbackup.pitr.walpack.pack`), then store it."""
+        return self.store(pack(path, self.level, self.recipients), exclusive)
 
     def store(self, packed: Packed, exclusive: bool = False) -> bool:
         """Store a packed file. True if stored, False if an identical copy was already there.

@@ -93,7 +93,7 @@ def _read_error(status: str, name: str) -> tuple[int, str] | None:
     return None
 
 
-def _write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
         fh.write(text)
@@ -155,7 +155,7 @@ def push_async(path: str, repo_url: str | None) -> int | None:
         fd = _try_lock(status)
         if fd is None:
             if _running_key(status) not in ("", key):  # a pusher for another destination
-                _write_atomic(os.path.join(status, STOP), "")
+                write_atomic(os.path.join(status, STOP), "")
             time.sleep(POLL_SECONDS)
             continue
         try:

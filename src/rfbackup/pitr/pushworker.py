@@ -15,7 +15,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from rfbackup.pitr.pusher import ERROR, FAILED, MARKER, STATUS_DIR, STOP, _write_atomic
+from rfbackup.pitr.pusher import ERROR, FAILED, MARKER, STATUS_DIR, STOP, write_atomic
 
 if TYPE_CHECKING:
     from rfbackup.config import Settings
@@ -44,8 +44,7 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
         settings = load()
         batch = Batch(settings, wal_dir, key, *pack_options(settings))
     except RfBackupError as exc:
-        _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
-        return exc.exit_code
+        return _cannot_start(status, exc)
     threads = settings.pitr.push_threads
     depth = threads * 2  # queued behind the running ones: no thread waits for us
     pending: list[str] = []  # ready, oldest last
@@ -62,18 +61,15 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
                     pending.reverse()
                     scanned = time.monotonic()
                 while pending and len(batch.running) < room and not batch.errors:
-                    name = pending.pop()
-                    if name not in batch.seen and not os.path.exists(
-                        os.path.join(status, name + MARKER)
-                    ):
+                    name = pending.pop()  # not seen: pending holds none, and only we submit
+                    if not os.path.exists(os.path.join(status, name + MARKER)):
                         batch.submit(pool, name)
             if not batch.opened.is_set():
                 try:
                     archive, _ = open_archive(repo_url, for_push=True, settings=settings)
                 except RfBackupError as exc:
                     batch.cancel()
-                    _write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
-                    return exc.exit_code
+                    return _cannot_start(status, exc)
                 batch.open(archive)
             if batch.running:
                 finished, _ = wait(batch.running, timeout=0.05, return_when=FIRST_COMPLETED)
@@ -84,6 +80,12 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
             else:
                 time.sleep(0.02)
     return batch.finish()
+
+
+def _cannot_start(status: str, exc: RfBackupError) -> int:
+    """The answer every waiting call reads when the pusher cannot start."""
+    write_atomic(os.path.join(status, FAILED), f"{exc.exit_code}\n{exc}")
+    return exc.exit_code
 
 
 class Cancelled(Exception):
@@ -163,7 +165,7 @@ class Batch:
         if archive is None:
             raise Cancelled(name)
         archive.store(packed, True)
-        _write_atomic(os.path.join(self.status, name + MARKER), self.key)
+        write_atomic(os.path.join(self.status, name + MARKER), self.key)
 
     def collect(self, finished: set[Future[None]], report_every: int) -> None:
         from rfbackup.errors import RfBackupError, StorageError
@@ -203,5 +205,5 @@ class Batch:
         self.report()
         for name, error in self.errors.items():
             print(f"rfbackup wal-push: {name}: {error}", file=sys.stderr)
-            _write_atomic(os.path.join(self.status, name + ERROR), f"{error.exit_code}\n{error}")
+            write_atomic(os.path.join(self.status, name + ERROR), f"{error.exit_code}\n{error}")
         return 1 if self.errors else 0
