@@ -42,7 +42,8 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
     status = os.path.join(wal_dir, STATUS_DIR)
     try:
         settings = load()
-        batch = Batch(settings, wal_dir, key, *pack_options(settings))
+        packing = pack_options(settings)
+        batch = Batch(settings, wal_dir, key, *packing)
     except RfBackupError as exc:
         return _cannot_start(status, exc)
     threads = settings.pitr.push_threads
@@ -66,7 +67,7 @@ def run(wal_dir: str, repo_url: str | None, key: str) -> int:
                         batch.submit(pool, name)
             if not batch.opened.is_set():
                 try:
-                    archive, _ = open_archive(repo_url, for_push=True, settings=settings)
+                    archive, _ = open_archive(repo_url, True, settings, packing)
                 except RfBackupError as exc:
                     batch.cancel()
                     return _cannot_start(status, exc)

@@ -146,8 +146,13 @@ def _report(
 
 
 def open_archive(
-    repo_url: str | None, for_push: bool, settings: Settings | None = None
+    repo_url: str | None,
+    for_push: bool,
+    settings: Settings | None = None,
+    packing: tuple[int, list[Any]] | None = None,
 ) -> tuple[WalArchive, PitrPolicy]:
+    """The archive and the PITR policy. ``packing``: the pusher's :func:`pack_options`,
+    already read (the age recipients are parsed once)."""
     from rfbackup.config import load
     from rfbackup.pitr.archive import WalArchive
 
@@ -155,7 +160,7 @@ def open_archive(
     repo = settings.open_repository(repo_url)
     policy = settings.pitr
     if for_push:
-        level, recipients = pack_options(settings)
+        level, recipients = packing or pack_options(settings)
         replica = settings.open_replica()
         archive = WalArchive(
             repo,
