@@ -157,6 +157,12 @@ def make_wal(pg: ThrowawayPostgres, segments: int, into: Path) -> list[str]:
     return names
 
 
+def copy_for_postgres(src: Path, dest: Path) -> None:
+    """A fresh copy of a pg_wal-like folder, owned by the postgres user (who archives it)."""
+    shutil.copytree(src, dest, symlinks=True)
+    subprocess.run(["chown", "-R", "postgres:postgres", str(dest)], check=True)
+
+
 def code_env(env: dict[str, str], cache: Path | None, src: str | None) -> dict[str, str]:
     """``env`` for an rfbackup process: with the bytecode cache, and ``src`` first on the path."""
     env = dict(env)
@@ -219,6 +225,8 @@ def main() -> None:
         help="let every rfbackup run compile its modules from source",
     )
     args = parser.parse_args()
+    if args.s3_repeat < 1:
+        parser.error("--s3-repeat must be at least 1")
     root = Path(tempfile.mkdtemp(prefix="rfbackup-pitr-bench-"))
     os.chmod(root, 0o755)
     cache = shared(root / "pycache") if args.bytecode_cache else None
@@ -322,8 +330,7 @@ def main() -> None:
         # the generated rows set off compete for the cores with the timed archivers below
         pg.stop()
         for who in ("rf", "br", "before"):
-            shutil.copytree(src, root / f"wal-{who}", symlinks=True)
-            subprocess.run(["chown", "-R", "postgres:postgres", str(root / f"wal-{who}")])
+            copy_for_postgres(src, root / f"wal-{who}")
         br_cmd = f"{' '.join(br)} --pg1-path={root / 'wal-br'} archive-push %p"
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "RFBACKUP_"))}
         for who, code in versions.items():  # rf, then pgBackRest, then the version before
@@ -347,8 +354,7 @@ def main() -> None:
                     order = list(versions.items())
                     for who, code in order if i % 2 == 0 else reversed(order):
                         folder = root / f"wal-s3-{who}"
-                        shutil.copytree(src, folder, symlinks=True)
-                        subprocess.run(["chown", "-R", "postgres:postgres", str(folder)])
+                        copy_for_postgres(src, folder)
                         s3_cmd = f"{RFBACKUP} wal-push --repo s3://walbench/{who}{i} %p"
                         seconds, _ = archiver(
                             folder, s3_cmd, code_env({**clean, **s3.env()}, cache, code)
